@@ -1,0 +1,8 @@
+"""Component types that the YAML declarations under ``defs/`` instantiate.
+
+Registered through ``[tool.dg.project] registry_modules`` so ``dg list components`` shows them.
+"""
+
+from integration_platform.components.file_extract import FileExtractComponent
+
+__all__ = ["FileExtractComponent"]

@@ -1,0 +1,1 @@
+"""Field mapping from source records to the canonical model."""

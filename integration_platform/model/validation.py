@@ -1,0 +1,443 @@
+"""Split a dataframe into rows that fit a canonical model and rows to quarantine.
+
+The platform never fails a whole batch for a few bad rows and never drops rows silently:
+:func:`validate_rows` returns the valid rows, coerced to the model's types, and the rejected
+rows exactly as they came in, each with the field(s) and reason(s) a maintenance engineer needs
+to fix it at the source. Problems that are not about rows (a required column missing) raise
+:class:`ModelSchemaError`, because no row could pass.
+
+The module also renders a model as Dagster column metadata (:func:`table_schema`); Dagster is
+imported only there, so the rest stays usable without it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from pandera.api.checks import Check
+from pandera.errors import ParserError, SchemaErrors
+
+from integration_platform.model.base import (
+    COUNTRY_CODE,
+    CURRENCY_VALUES,
+    LOWER_IDENTIFIER,
+    NON_BLANK,
+    STRING_DTYPE,
+    UtcTimestamp,
+    coerce_utc,
+    describe_timestamp_problem,
+)
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+REJECT_FIELD = "reject_field"
+REJECT_REASON = "reject_reason"
+FAILURE_COLUMNS = ["row", "field", "value", "reason"]
+
+_PATTERN_TEXT = {
+    NON_BLANK: "blank",
+    LOWER_IDENTIFIER: "must be a lowercase code of letters, digits and '_' (e.g. 'pump')",
+    COUNTRY_CODE: "is not an ISO 3166-1 alpha-2 country code (e.g. DE, US)",
+}
+_MAX_SHOWN = 60
+
+
+class ModelSchemaError(ValueError):
+    """The input as a whole does not fit the model (e.g. required columns are missing)."""
+
+    def __init__(self, message: str, *, model_name: str, missing_columns: Iterable[str] = ()):
+        super().__init__(message)
+        self.model_name = model_name
+        self.missing_columns = list(missing_columns)
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationResult:
+    """Outcome of :func:`validate_rows`.
+
+    ``valid``: the rows that passed, coerced to the model's dtypes, model columns first (in
+    model order) then any extra input columns, index reset. ``rejected``: the failing input
+    rows unchanged (original index and values) plus ``reject_field`` and ``reject_reason``.
+    ``failures``: one line per problem found (``row`` is the input's index label), the
+    evidence shown in check metadata and quarantine reports.
+    """
+
+    valid: pd.DataFrame
+    rejected: pd.DataFrame
+    failures: pd.DataFrame
+
+    @property
+    def passed(self) -> bool:
+        """True when no row was rejected."""
+        return self.rejected.empty
+
+
+def validate_rows(df: pd.DataFrame, model: type[pa.DataFrameModel]) -> ValidationResult:
+    """Validate ``df`` against ``model`` row by row; see :class:`ValidationResult`.
+
+    Values that cannot be converted to the column's type (``'abc'`` for a number, a timestamp
+    without a time zone) reject their row like any other failed rule. Nullable model columns
+    absent from the input are added as nulls. Raises :class:`ModelSchemaError` when a required
+    column is missing from a non-empty frame; an empty frame always validates.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"validate_rows expects a pandas DataFrame, got {type(df).__name__}")
+    schema = model.to_schema()
+    model_name = model.__name__
+    columns = schema.columns
+    missing = [
+        name
+        for name, column in columns.items()
+        if name not in df.columns
+        and column.required
+        and not (column.nullable and schema.add_missing_columns)
+    ]
+    if missing and len(df):
+        raise ModelSchemaError(
+            f"{model_name}: the input has no column {', '.join(repr(m) for m in missing)}. "
+            f"These columns are required by the {model_name} model; map them in the mapping "
+            "that feeds this table (or rename the source columns to match). "
+            f"Expected columns: {', '.join(columns)}.",
+            model_name=model_name,
+            missing_columns=missing,
+        )
+
+    work = df.reset_index(drop=True)
+    failures: list[tuple[int, int, str, Any, str]] = []  # (position, order, field, value, reason)
+    coerce_failed: set[tuple[int, str]] = set()
+    field_order = {name: i for i, name in enumerate(columns)}
+
+    for name, column in columns.items():
+        raw = (
+            work[name] if name in work.columns else pd.Series(None, index=work.index, dtype=object)
+        )
+        coerced, failed = _coerce(raw, column.dtype)
+        for position in np.flatnonzero(failed.to_numpy()):
+            value = raw.iloc[position]
+            failures.append(
+                (
+                    int(position),
+                    field_order[name] * 1000,
+                    name,
+                    value,
+                    f"{name}: {_show(value)} {_coercion_problem(value, column.dtype)}",
+                )
+            )
+            coerce_failed.add((int(position), name))
+        work[name] = coerced
+
+    try:
+        model.validate(work, lazy=True, inplace=True)
+    except SchemaErrors as exc:
+        failures.extend(_row_failures(exc.failure_cases, schema, model_name, coerce_failed))
+
+    extras = [c for c in work.columns if c not in columns]
+    work = work[[*columns, *extras]]
+    if not failures:
+        return ValidationResult(
+            valid=work.reset_index(drop=True),
+            rejected=_rejected_frame(df.iloc[[]], [], []),
+            failures=pd.DataFrame(columns=FAILURE_COLUMNS),
+        )
+
+    table = pd.DataFrame(failures, columns=["position", "order", "field", "value", "reason"])
+    table = table.sort_values(["position", "order"], kind="stable")
+    grouped = table.groupby("position", sort=True)
+    positions = list(grouped.groups)
+    reasons = grouped["reason"].agg(lambda r: "; ".join(dict.fromkeys(r)))
+    fields = grouped["field"].agg(lambda f: "; ".join(dict.fromkeys(f)))
+    rejected = _rejected_frame(df.iloc[positions], fields.tolist(), reasons.tolist())
+    report = pd.DataFrame(
+        {
+            "row": df.index[table["position"].to_numpy()],
+            "field": table["field"].to_numpy(),
+            "value": table["value"].to_numpy(),
+            "reason": table["reason"].to_numpy(),
+        }
+    )
+    valid = work.drop(index=positions).reset_index(drop=True)
+    return ValidationResult(valid=valid, rejected=rejected, failures=report)
+
+
+def _rejected_frame(rows: pd.DataFrame, fields: list[str], reasons: list[str]) -> pd.DataFrame:
+    rejected = rows.copy()
+    rejected[REJECT_FIELD] = pd.Series(fields, index=rejected.index, dtype=object)
+    rejected[REJECT_REASON] = pd.Series(reasons, index=rejected.index, dtype=object)
+    return rejected
+
+
+# --- coercion ------------------------------------------------------------------------------
+
+
+def _coerce(values: pd.Series, dtype: Any) -> tuple[pd.Series, pd.Series]:
+    """Convert ``values`` to ``dtype``; return the result (null where conversion failed) and
+    the mask of failed values. Vectorized for the types the canonical models use."""
+    no_failure = pd.Series(False, index=values.index)
+    if isinstance(dtype, UtcTimestamp):
+        return coerce_utc(values)
+    target = getattr(dtype, "type", None)
+    if target == np.dtype("float64") or isinstance(target, pd.Int64Dtype):
+        if pd.api.types.is_float_dtype(values.dtype) and target == np.dtype("float64"):
+            return values.astype("float64"), no_failure
+        numeric = pd.to_numeric(values, errors="coerce")
+        as_float = pd.Series(
+            np.asarray(numeric.to_numpy(dtype="float64", na_value=np.nan), dtype="float64"),
+            index=values.index,
+            name=values.name,
+        )
+        failed = as_float.isna() & values.notna()
+        if target == np.dtype("float64"):
+            return as_float, failed
+        fractional = as_float.notna() & (np.floor(as_float) != as_float)
+        failed |= fractional
+        return as_float.mask(fractional).round().astype("Int64"), failed
+    if target == STRING_DTYPE:
+        if values.dtype == STRING_DTYPE:
+            return values, no_failure
+        return values.astype(STRING_DTYPE), no_failure
+    try:
+        return dtype.try_coerce(values), no_failure
+    except ParserError as exc:
+        cases = exc.failure_cases
+        failed_index = [] if cases is None else cases["index"].dropna().tolist()
+        failed = pd.Series(values.index.isin(failed_index), index=values.index)
+        return dtype.coerce(values.mask(failed)), failed
+
+
+def _coercion_problem(value: Any, dtype: Any) -> str:
+    if isinstance(dtype, UtcTimestamp):
+        return describe_timestamp_problem(value)
+    target = getattr(dtype, "type", None)
+    if isinstance(target, pd.Int64Dtype):
+        return "is not a whole number"
+    if target == np.dtype("float64"):
+        return "is not a number"
+    return f"cannot be read as {_type_name(dtype)}"
+
+
+# --- failure cases -> reasons --------------------------------------------------------------
+
+
+def _row_failures(
+    cases: pd.DataFrame,
+    schema: pa.DataFrameSchema,
+    model_name: str,
+    coerce_failed: set[tuple[int, str]],
+) -> list[tuple[int, int, str, Any, str]]:
+    """Turn pandera failure cases into (position, order, field, value, reason) tuples."""
+    not_rows = cases[cases["index"].isna()]
+    if len(not_rows):
+        details = "; ".join(
+            f"{c.column or 'table'}: {c.check} ({c.failure_case})"
+            for c in not_rows.itertuples(index=False)
+        )
+        raise ModelSchemaError(
+            f"{model_name}: the input cannot be validated row by row: {details}. "
+            "Check that the mapping produces the model's columns with usable types.",
+            model_name=model_name,
+        )
+    cases = cases.assign(
+        _key=cases["column"].where(cases["schema_context"] == "Column", "").fillna(""),
+    ).drop_duplicates(subset=["_key", "check", "check_number", "index"])
+
+    columns = schema.columns
+    order = {name: i for i, name in enumerate(columns)}
+    unique_fields = list(schema.unique or [])
+    out: list[tuple[int, int, str, Any, str]] = []
+    for case in cases.itertuples(index=False):
+        position = int(case.index)
+        value = case.failure_case
+        number = None if pd.isna(case.check_number) else int(case.check_number)
+        if case.schema_context != "Column":
+            if number is not None:
+                field, text = _split_row_error(schema.checks[number])
+                if (position, field) in coerce_failed:
+                    continue  # e.g. "missing for a completed work order" after a bad timestamp
+                rank = order.get(field, len(order)) * 1000 + 500 + number
+                out.append((position, rank, field, None, f"{field}: {text}"))
+            elif case.check == "multiple_fields_uniqueness":
+                field = ", ".join(unique_fields)
+                rank = order.get(unique_fields[0], 0) * 1000 + 400 if unique_fields else 0
+                out.append(
+                    (
+                        position,
+                        rank,
+                        field,
+                        None,
+                        f"{field}: this combination appears twice or more",
+                    )
+                )
+            continue
+        field = str(case.column)
+        if (position, field) in coerce_failed:
+            continue  # the conversion failure already explains this value
+        rank = order.get(field, len(order)) * 1000
+        if number is not None:
+            text = _check_problem(columns[field].checks[number], value)
+            out.append((position, rank + 10 + number, field, value, f"{field}: {text}"))
+        elif case.check == "not_nullable":
+            out.append((position, rank + 1, field, None, f"{field}: missing"))
+        elif case.check == "field_uniqueness":
+            out.append(
+                (
+                    position,
+                    rank + 2,
+                    field,
+                    value,
+                    f"{field}: {_show(value)} appears more than once",
+                )
+            )
+        else:
+            out.append((position, rank + 3, field, value, f"{field}: {_show(value)} {case.check}"))
+    return out
+
+
+def _split_row_error(check: Check) -> tuple[str, str]:
+    """Row checks are written ``"<field>: <problem>"``; fall back to the check's name."""
+    error = check.error or check.name or "row check"
+    field, sep, text = str(error).partition(":")
+    if sep and field.strip().isidentifier():
+        return field.strip(), text.strip()
+    return "row", str(error)
+
+
+def _check_problem(check: Check, value: Any) -> str:
+    """A readable sentence (without the field name) saying why ``value`` fails ``check``."""
+    stats = check.statistics or {}
+    shown = _show(value)
+    name = check.name
+    if name == "isin":
+        allowed = list(stats.get("allowed_values", []))
+        if allowed == CURRENCY_VALUES:
+            return f"{shown} is not an ISO 4217 currency code (e.g. EUR, USD)"
+        return f"{shown} is not one of {', '.join(map(str, allowed))}"
+    if name == "greater_than_or_equal_to":
+        minimum = stats.get("min_value")
+        return f"{shown} is negative" if minimum == 0 else f"{shown} is below {minimum}"
+    if name == "greater_than":
+        return f"{shown} must be greater than {stats.get('min_value')}"
+    if name in ("less_than", "less_than_or_equal_to"):
+        return f"{shown} is above {stats.get('max_value')}"
+    if name == "in_range":
+        low, high = stats.get("min_value"), stats.get("max_value")
+        if low == -np.inf and high == np.inf:
+            return f"{shown} is not a finite number"
+        return f"{shown} is outside {low}..{high}"
+    if name == "str_matches":
+        pattern = stats.get("pattern")
+        text = _PATTERN_TEXT.get(pattern, f"does not match the pattern {pattern}")
+        return text if pattern == NON_BLANK else f"{shown} {text}"
+    if name == "str_length":
+        return f"{shown} has the wrong length"
+    if check.error and check.error != name:
+        return f"{shown} {check.error}"
+    return f"{shown} fails {name}"
+
+
+def _show(value: Any) -> str:
+    """Render a value for a reason: quoted text, plain numbers, ISO timestamps, 'empty'."""
+    if value is None or (not isinstance(value, str | bytes) and _is_na(value)):
+        return "empty"
+    if isinstance(value, np.datetime64):
+        value = pd.Timestamp(value)
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, str):
+        text = value if len(value) <= _MAX_SHOWN else value[: _MAX_SHOWN - 3] + "..."
+        return repr(text)
+    if isinstance(value, float):
+        return repr(value)
+    text = repr(value)
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
+
+
+def _is_na(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+# --- metadata ------------------------------------------------------------------------------
+
+
+def column_descriptions(model: type[pa.DataFrameModel]) -> dict[str, str]:
+    """Column name -> description, in model order (for docs and Dagster metadata)."""
+    return {name: column.description or "" for name, column in model.to_schema().columns.items()}
+
+
+def table_schema(model: type[pa.DataFrameModel]) -> dg.TableSchema:
+    """The model as a Dagster table schema, for the ``dagster/column_schema`` metadata key.
+
+    Each column carries its type, description, nullability, uniqueness and rules in words;
+    the model's row rules are listed as table constraints.
+    """
+    import dagster as dg
+
+    schema = model.to_schema()
+    columns = [
+        dg.TableColumn(
+            name=name,
+            type=_type_name(column.dtype),
+            description=column.description or None,
+            constraints=dg.TableColumnConstraints(
+                nullable=bool(column.nullable),
+                unique=bool(column.unique),
+                other=[_check_rule(check) for check in column.checks],
+            ),
+        )
+        for name, column in schema.columns.items()
+    ]
+    rules = [
+        ": ".join(_split_row_error(check)) if _split_row_error(check)[0] != "row" else str(check)
+        for check in schema.checks
+    ]
+    if schema.unique:
+        rules.insert(0, f"unique combination: {', '.join(schema.unique)}")
+    return dg.TableSchema(columns=columns, constraints=dg.TableConstraints(other=rules))
+
+
+def _type_name(dtype: Any) -> str:
+    if isinstance(dtype, UtcTimestamp):
+        return "timestamp (UTC)"
+    target = getattr(dtype, "type", None)
+    if target == STRING_DTYPE:
+        return "string"
+    if target == np.dtype("float64"):
+        return "float"
+    if isinstance(target, pd.Int64Dtype):
+        return "integer"
+    return str(dtype)
+
+
+def _check_rule(check: Check) -> str:
+    """A column rule in words, e.g. 'one of: low, high' or '>= 0'."""
+    stats = check.statistics or {}
+    name = check.name
+    if name == "isin":
+        allowed = list(stats.get("allowed_values", []))
+        if allowed == CURRENCY_VALUES:
+            return "ISO 4217 currency code"
+        return f"one of: {', '.join(map(str, allowed))}"
+    if name == "greater_than_or_equal_to":
+        return f">= {stats.get('min_value')}"
+    if name == "greater_than":
+        return f"> {stats.get('min_value')}"
+    if name == "in_range" and stats.get("min_value") == -np.inf:
+        return "finite number"
+    if name == "str_matches":
+        pattern = stats.get("pattern")
+        return {
+            NON_BLANK: "not blank",
+            LOWER_IDENTIFIER: "lowercase code",
+            COUNTRY_CODE: "ISO 3166-1 alpha-2 country code",
+        }.get(pattern, f"matches {pattern}")
+    return str(check.error or name)
