@@ -15,6 +15,8 @@ from pathlib import Path
 from integration_platform.settings import ConfigError
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
+# Step-level progress without Dagster's per-event debug lines (all of them are in the UI).
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -119,7 +121,9 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"Dagster instance: {home}\nlake: {lake}\n")
     job = defs().resolve_job_def(MAINTENANCE_KPIS_JOB)
     with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(instance=instance, raise_on_error=False)
+        result = job.execute_in_process(
+            instance=instance, raise_on_error=False, run_config=QUIET_LOGS
+        )
     print(summarize(result, lake))
     return 0 if result.success else 1
 
