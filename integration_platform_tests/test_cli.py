@@ -51,3 +51,64 @@ def test_a_bad_database_url_fails_naming_the_variable(data_dir: Path) -> None:
     assert result.returncode == 2
     assert "INTEGRATION_PLATFORM_DB_URL" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK_ORDER_MAPPING = (
+    ROOT / "integration_platform" / "defs" / "sample_cmms" / "work_orders" / "defs.yaml"
+)
+SAMPLES = ROOT / "data" / "samples" / "cmms"
+
+
+def test_mapping_validate_accepts_the_shipped_mappings() -> None:
+    files = sorted((ROOT / "integration_platform" / "defs").rglob("defs.yaml"))
+    mappings = [path for path in files if "MappingComponent" in path.read_text(encoding="utf-8")]
+    result = run("mapping", "validate", *map(str, mappings))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(": ok: ") == len(mappings) >= 2
+
+
+def test_mapping_validate_names_file_line_and_field(tmp_path: Path) -> None:
+    broken = tmp_path / "defs.yaml"
+    text = WORK_ORDER_MAPPING.read_text(encoding="utf-8")
+    broken.write_text(text.replace("    title: description", "    titel: description"))
+    line = next(
+        number
+        for number, content in enumerate(broken.read_text().splitlines(), start=1)
+        if content.startswith("    titel:")
+    )
+    result = run("mapping", "validate", str(broken))
+    assert result.returncode == 1
+    assert f"{broken}, line {line}: field titel: WorkOrder has no field 'titel'" in result.stderr
+    assert "field title: required by WorkOrder but not mapped" in result.stderr
+
+
+def test_mapping_preview_prints_mapped_rows_and_rejects(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.csv"
+    lines = (SAMPLES / "work_orders.csv").read_text(encoding="utf-8").splitlines()
+    sample.write_text("\n".join(lines[:6]) + "\n", encoding="utf-8")
+    result = run(
+        "mapping",
+        "preview",
+        str(WORK_ORDER_MAPPING),
+        "--sample",
+        str(sample),
+        "--lookup",
+        f"site_timezone={SAMPLES / 'sites.csv'}",
+        "-n",
+        "3",
+    )
+    assert result.returncode == 0, result.stderr
+    first = lines[1].split(",")[0]
+    assert "of 5 records" in result.stdout
+    assert first in result.stdout
+    # WO-101017 on line 6 of the sample export has negative labour hours.
+    assert "WO-101017 (line 6): labor_hours" in result.stdout
+
+
+def test_mapping_preview_asks_for_missing_lookups(tmp_path: Path) -> None:
+    result = run(
+        "mapping", "preview", str(WORK_ORDER_MAPPING), "--sample", str(SAMPLES / "sites.csv")
+    )
+    assert result.returncode == 2
+    assert "--lookup for: site_timezone" in result.stderr

@@ -57,8 +57,9 @@ def test_silver_assets_publish_schema_lineage_and_mapping() -> None:
     lineage = metadata["dagster/column_lineage"]
     due = lineage.deps_by_column["due_at"]
     assert dg.AssetKey(["bronze", "sample_cmms", "work_orders"]) in {d.asset_key for d in due}
-    assert "targcompdate" in {dep.column_name for dep in due}
-    assert "| due_at | targcompdate, siteid |" in metadata["mapping"].value
+    assert {dep.column_name for dep in due} >= {"targcompdate", "siteid", "timezone"}
+    assert dg.AssetKey(["bronze", "sample_cmms", "sites"]) in {d.asset_key for d in due}
+    assert "| due_at | siteid, targcompdate, lookup site_timezone |" in metadata["mapping"].value
 
 
 def test_file_extract_component_names_the_table_and_path_of_a_missing_file(

@@ -6,21 +6,28 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from integration_platform.components.mapping import REJECT_RATIO_CHECK
 from integration_platform.definitions import defs
-from integration_platform.defs.maintenance.assets import (
-    GOLD_WORK_ORDER_KPIS,
-    REJECT_RATIO_CHECK,
-    SILVER_WORK_ORDERS,
-)
+from integration_platform.defs.maintenance.assets import GOLD_WORK_ORDER_KPIS, SILVER_WORK_ORDERS
 from integration_platform.defs.maintenance.jobs import MAINTENANCE_KPIS_JOB
 from integration_platform.lake import DeltaLake
-from integration_platform.mapping.cmms_export import ASSET_FIELDS, WORK_ORDER_FIELDS
+from integration_platform.mapping.compiler import CompiledMapping, compile_mapping, load_spec_file
 
-SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples" / "cmms"
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "data" / "samples" / "cmms"
+MAPPINGS = ROOT / "integration_platform" / "defs" / "sample_cmms"
 
 
-def canonical_targets(fields: dict[str, tuple[list[str], str]], source: str) -> set[str]:
-    return {target for target, (sources, _) in fields.items() if source in sources}
+def compiled(entity: str) -> CompiledMapping:
+    spec, source_map = load_spec_file(MAPPINGS / entity / "defs.yaml")
+    return compile_mapping(spec, source_map=source_map)
+
+
+def canonical_targets(mapping: CompiledMapping, source: str) -> set[str]:
+    """The target fields a source column feeds."""
+    return {
+        field.name for field in mapping.fields if source in mapping.source_columns_of(field.name)
+    }
 
 
 @pytest.fixture(scope="module")
@@ -50,16 +57,14 @@ def test_the_job_succeeds_with_every_check_passing(slice_run) -> None:
 
 
 @pytest.mark.parametrize(
-    ("entity", "file", "key", "fields"),
-    [
-        ("work_orders", "work_orders.csv", "wonum", WORK_ORDER_FIELDS),
-        ("assets", "assets.csv", "assetnum", ASSET_FIELDS),
-    ],
+    ("entity", "file", "key"),
+    [("work_orders", "work_orders.csv", "wonum"), ("assets", "assets.csv", "assetnum")],
 )
 def test_every_dirty_sample_row_is_quarantined_with_its_field(
-    slice_run, entity: str, file: str, key: str, fields: dict
+    slice_run, entity: str, file: str, key: str
 ) -> None:
     _, lake = slice_run
+    mapping = compiled(entity)
     dirty = pd.read_csv(SAMPLES / "dirty_rows.csv")
     dirty = dirty[dirty["file"] == file]
     quarantine = lake.read(["quarantine", entity]).set_index("external_id")
@@ -70,7 +75,7 @@ def test_every_dirty_sample_row_is_quarantined_with_its_field(
     for row in dirty.itertuples():
         record = quarantine.loc[row.key]
         named = set(record["reject_field"].split(", "))
-        assert named & canonical_targets(fields, row.field), (row.key, row.field, record.to_dict())
+        assert named & canonical_targets(mapping, row.field), (row.key, row.field, record.to_dict())
         assert record["reject_reason"]
         original = pd.read_json(pd.io.common.StringIO(record["record"]), typ="series")
         assert original[key] == row.key

@@ -4,5 +4,6 @@ Registered through ``[tool.dg.project] registry_modules`` so ``dg list component
 """
 
 from integration_platform.components.file_extract import FileExtractComponent
+from integration_platform.components.mapping import MappingComponent
 
-__all__ = ["FileExtractComponent"]
+__all__ = ["FileExtractComponent", "MappingComponent"]

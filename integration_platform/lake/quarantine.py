@@ -30,21 +30,27 @@ def quarantine_records(
     *,
     entity: str,
     source_system: str,
-    key_column: str,
+    key_column: str | None,
     run_id: str,
 ) -> pd.DataFrame:
     """Join rejects (``reject_field``/``reject_reason``, indexed like ``source_rows``) back to
     their source rows and shape them as quarantine records."""
     rows = source_rows.loc[rejects.index]
-    original = rows.drop(columns=[c for c in rows.columns if c.startswith("_")])
+    bookkeeping = {"reject_field", "reject_reason"}
+    original = rows.drop(
+        columns=[c for c in rows.columns if str(c).startswith("_") or c in bookkeeping]
+    )
+    missing = pd.Series(pd.NA, index=rows.index, dtype="string")
     records = original.apply(lambda row: row.dropna().to_json(), axis=1) if len(rows) else []
     return pd.DataFrame(
         {
             "entity": entity,
             "source_system": source_system,
-            "external_id": rows[key_column].astype("string"),
-            "source_file": rows.get("_source_file", pd.Series(pd.NA, index=rows.index)),
-            "source_line": rows.get("_source_line", pd.Series(pd.NA, index=rows.index)),
+            "external_id": rows[key_column].astype("string") if key_column else missing,
+            "source_file": rows.get("_source_file", missing),
+            "source_line": rows.get(
+                "_source_line", pd.Series(pd.NA, index=rows.index, dtype="Int64")
+            ),
             "reject_field": rejects["reject_field"].astype("string"),
             "reject_reason": rejects["reject_reason"].astype("string"),
             "record": pd.Series(records, index=rows.index, dtype="string"),
