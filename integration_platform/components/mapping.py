@@ -16,9 +16,9 @@ import pandas as pd
 from pydantic import BaseModel
 
 from integration_platform.lake.quarantine import QUARANTINE_COLUMNS, quarantine_records
-from integration_platform.mapping.compiler import CompiledMapping, compile_mapping
+from integration_platform.mapping.compiler import CompiledMapping, compile_mapping, parse_spec
 from integration_platform.mapping.locate import SourceMap
-from integration_platform.mapping.spec import MappingSpec
+from integration_platform.mapping.spec import MappingDeclaration, MappingSpec
 from integration_platform.model.validation import table_schema
 
 REJECT_RATIO_CHECK = "reject_ratio_within_limit"
@@ -27,30 +27,30 @@ REJECT_RATIO_CHECK = "reject_ratio_within_limit"
 class MappingComponent(dg.Component):
     """Maps a source asset to a canonical entity, declared in YAML (see ``mapping/spec.py``)."""
 
-    def __init__(self, spec: MappingSpec) -> None:
+    def __init__(self, spec: MappingSpec, source_map: SourceMap) -> None:
         self.spec = spec
+        self.source_map = source_map
 
     @classmethod
     def get_model_cls(cls) -> type[BaseModel]:
-        return MappingSpec
+        return MappingDeclaration
 
     @classmethod
     def load(
         cls, attributes: BaseModel | None, context: dg.ComponentLoadContext
     ) -> "MappingComponent":
-        if isinstance(attributes, MappingSpec):
-            return cls(attributes)
-        data = attributes.model_dump(by_alias=True, exclude_unset=True) if attributes else {}
-        return cls(MappingSpec.model_validate(data))
-
-    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        """Merge a built-in the spec ``extends`` and check the shape, naming file and line."""
         yaml_path = context.path / "defs.yaml" if context.path.is_dir() else context.path
         source_map = (
             SourceMap.from_file(yaml_path, prefix=("attributes",))
             if yaml_path.is_file()
             else SourceMap(file=Path(yaml_path))
         )
-        compiled = compile_mapping(self.spec, source_map=source_map)
+        data = attributes.model_dump(by_alias=True, exclude_unset=True) if attributes else {}
+        return cls(parse_spec(data, source_map), source_map)
+
+    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        compiled = compile_mapping(self.spec, source_map=self.source_map)
         return dg.Definitions(assets=[build_mapping_asset(compiled)])
 
 
