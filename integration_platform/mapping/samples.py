@@ -8,8 +8,17 @@ from typing import Any
 
 import pandas as pd
 
-# Where vendor APIs put the list of records in a JSON page.
-RECORD_LIST_KEYS = ("member", "rdfs:member", "value", "results", "items", "data", "records")
+# Where vendor APIs put the list of records in a JSON page (Maximo, OData, UpKeep, Fiix, ...).
+RECORD_LIST_KEYS = (
+    "member",
+    "rdfs:member",
+    "value",
+    "results",
+    "objects",
+    "items",
+    "data",
+    "records",
+)
 
 
 def read_records(path: Path) -> pd.DataFrame:
