@@ -112,3 +112,14 @@ def test_mapping_preview_asks_for_missing_lookups(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "--lookup for: site_timezone" in result.stderr
+
+
+def test_demo_with_a_bad_lake_uri_fails_fast_naming_the_variable(data_dir: Path) -> None:
+    import os
+
+    env = {**os.environ, "INTEGRATION_PLATFORM_LAKE_URI": "ftp://nas/lake"}
+    result = run("demo", env=env)
+    assert result.returncode == 2
+    assert "INTEGRATION_PLATFORM_LAKE_URI" in result.stderr
+    assert "unsupported scheme 'ftp'" in result.stderr
+    assert not (data_dir / "lake").exists()
