@@ -1,0 +1,1 @@
+"""Connectors for maintenance management systems (CMMS/EAM)."""

@@ -1,0 +1,291 @@
+"""IBM Maximo through its OSLC/JSON API (Maximo 7.6 ``/maximo/oslc``, MAS 8+ ``/maximo/api``).
+
+Reads use ``lean=1`` JSON, ``oslc.select`` for the declared attributes, ``oslc.where`` on
+``changedate >=`` the cursor's mark and ``oslc.orderBy=+changedate,+<key>`` so the cursor can
+advance page by page; Maximo pages with ``oslc.pageSize`` and ``responseInfo.nextPage.href``.
+Writes follow the API's own conventions: a create POSTs to the object structure with
+``properties: *`` to get the record back; an update POSTs to the record's ``href`` with
+``x-method-override: PATCH``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+from typing_extensions import override
+
+from integration_platform.connectors.auth import ApiKeyAuth, Auth, BasicAuth
+from integration_platform.connectors.base import Page, resolve_secret
+from integration_platform.connectors.cursor import Cursor
+from integration_platform.connectors.rest import RestConnector, RestStream
+
+WORK_ORDER_FIELDS = (
+    "wonum",
+    "siteid",
+    "orgid",
+    "description",
+    "status",
+    "worktype",
+    "wopriority",
+    "assetnum",
+    "location",
+    "reportdate",
+    "schedstart",
+    "schedfinish",
+    "targcompdate",
+    "actstart",
+    "actfinish",
+    "actlabhrs",
+    "actlabcost",
+    "actmatcost",
+    "acttotalcost",
+    "lead",
+    "pmnum",
+    "changedate",
+    "_rowstamp",
+    "href",
+)
+ASSET_FIELDS = (
+    "assetnum",
+    "siteid",
+    "orgid",
+    "description",
+    "assettype",
+    "status",
+    "manufacturer",
+    "serialnum",
+    "installdate",
+    "priority",
+    "location",
+    "parent",
+    "purchaseprice",
+    "changedate",
+    "_rowstamp",
+    "href",
+)
+# Returned by Maximo on every record; not attributes to put in oslc.select.
+SYSTEM_PROPERTIES = frozenset({"_rowstamp", "href"})
+
+
+class MaximoConnector(RestConnector):
+    """IBM Maximo work orders and assets: incremental reads, creates and updates."""
+
+    system: ClassVar[str] = "maximo"
+    health_path: ClassVar[str] = "/whoami"
+
+    context_root: str = Field(
+        default="/maximo/oslc",
+        description="API root under base_url: /maximo/oslc (7.6) or /maximo/api (MAS 8+).",
+    )
+    auth_method: Literal["apikey", "maxauth", "basic"] = Field(
+        default="apikey",
+        description="apikey header, maxauth (native login) or basic (LDAP).",
+    )
+    api_key: str | None = Field(
+        default=None, description="API key for auth_method apikey; use dg.EnvVar."
+    )
+    username: str | None = Field(default=None, description="User for maxauth/basic; dg.EnvVar.")
+    password: str | None = Field(
+        default=None, description="Password for maxauth/basic; use dg.EnvVar."
+    )
+    site_ids: list[str] = Field(
+        default_factory=list, description="Only these sites (SITEID); empty reads every site."
+    )
+    work_order_object_structure: str = Field(
+        default="mxwo", description="Object structure for work orders (mxwo, mxapiwodetail)."
+    )
+    asset_object_structure: str = Field(
+        default="mxasset", description="Object structure for assets (mxasset, mxapiasset)."
+    )
+    page_size: int = Field(default=500, ge=1, description="oslc.pageSize for reads.")
+    conditional_updates: bool = Field(
+        default=False,
+        description="Send the record's _rowstamp as If-Match on updates, so a stale update "
+        "fails with Conflict instead of overwriting (check your Maximo honours it).",
+    )
+
+    # -- declarations ----------------------------------------------------------------------
+
+    def work_orders_stream(self) -> RestStream:
+        return RestStream(
+            name="work_orders",
+            path=f"/os/{self.work_order_object_structure}",
+            primary_key=("siteid", "wonum"),
+            replication_key="changedate",
+            version_key="_rowstamp",
+            fields=WORK_ORDER_FIELDS,
+            paginator="maximo",
+        )
+
+    def assets_stream(self) -> RestStream:
+        return RestStream(
+            name="assets",
+            path=f"/os/{self.asset_object_structure}",
+            primary_key=("siteid", "assetnum"),
+            replication_key="changedate",
+            version_key="_rowstamp",
+            fields=ASSET_FIELDS,
+            paginator="maximo",
+        )
+
+    # -- hooks -----------------------------------------------------------------------------
+
+    @override
+    def api_url(self) -> str:
+        return f"{self.root_url()}/{self.context_root.strip('/')}"
+
+    @override
+    def build_auth(self) -> Auth:
+        if self.auth_method == "apikey":
+            key = resolve_secret(self.api_key, field="api_key", system=self.system)
+            return ApiKeyAuth(key=key, header="apikey")
+        user = resolve_secret(self.username, field="username", system=self.system)
+        password = resolve_secret(self.password, field="password", system=self.system)
+        if self.auth_method == "basic":
+            return BasicAuth(username=user, password=password)
+        token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        return ApiKeyAuth(key=token, header="maxauth")
+
+    @override
+    def auth_hint(self) -> str:
+        if self.auth_method == "apikey":
+            return (
+                "check the API key in field api_key (MAXIMO_API_KEY by convention): it must be "
+                "listed in Maximo's API Keys application for an active user; Maximo "
+                "Application Suite serves API keys under context_root /maximo/api"
+            )
+        return (
+            "check username and password (MAXIMO_USERNAME, MAXIMO_PASSWORD by convention), "
+            "that the user is active, and that auth_method matches the server: maxauth for "
+            "native Maximo login, basic for LDAP"
+        )
+
+    @override
+    def default_headers(self) -> dict[str, str]:
+        return {"Content-Type": "application/json"}
+
+    @override
+    def stream_params(
+        self, stream: RestStream, *, since: Cursor | None, page_size: int | None
+    ) -> dict[str, Any]:
+        select = [name for name in stream.fields if name not in SYSTEM_PROPERTIES]
+        order = [stream.replication_key or "changedate"]
+        order += [key for key in stream.primary_key if key != "siteid"]
+        params: dict[str, Any] = {
+            "lean": 1,
+            "oslc.select": ",".join(select),
+            "oslc.orderBy": ",".join(f"+{name}" for name in order),
+        }
+        where = self.where_clauses(since=since, replication_key=stream.replication_key)
+        if where:
+            params["oslc.where"] = " and ".join(where)
+        return params
+
+    @override
+    def describe_health(self, body: Any) -> str:
+        who = body.get("loginID") or body.get("personid") if isinstance(body, Mapping) else None
+        return f"signed in to {self.api_url()} as {who or 'an unnamed user'}"
+
+    # -- domain methods --------------------------------------------------------------------
+
+    def where_clauses(self, *, since: Cursor | None, replication_key: str | None) -> list[str]:
+        """``siteid`` and ``changedate >=`` clauses in Maximo's where syntax."""
+        clauses = []
+        if len(self.site_ids) == 1:
+            clauses.append(f'siteid="{self.site_ids[0]}"')
+        elif self.site_ids:
+            clauses.append("siteid in [" + ",".join(f'"{s}"' for s in self.site_ids) + "]")
+        if since is not None and replication_key:
+            clauses.append(f'{replication_key}>="{maximo_datetime(since.high_water_mark)}"')
+        return clauses
+
+    def read_work_orders(
+        self, *, since: Cursor | None = None, page_size: int | None = None
+    ) -> Iterator[Page]:
+        """Work orders changed at or after ``since`` (all when None), page by page."""
+        return self.read_stream(
+            self.work_orders_stream(), since=since, page_size=page_size or self.page_size
+        )
+
+    def read_assets(
+        self, *, since: Cursor | None = None, page_size: int | None = None
+    ) -> Iterator[Page]:
+        """Assets changed at or after ``since`` (all when None), page by page."""
+        return self.read_stream(
+            self.assets_stream(), since=since, page_size=page_size or self.page_size
+        )
+
+    def create_work_order(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a work order; Maximo's stored record (href, wonum, _rowstamp) comes back."""
+        record_id = "/".join(str(record[k]) for k in ("siteid", "wonum") if record.get(k))
+        response = self.client.request(
+            "POST",
+            self.work_orders_stream().path,
+            params={"lean": 1},
+            json=dict(record),
+            headers={"properties": "*"},
+            record_id=record_id or None,
+        )
+        return self._record_body(response, record_id)
+
+    def update_work_order(
+        self,
+        href: str,
+        changes: Mapping[str, Any],
+        *,
+        rowstamp: str | None = None,
+        merge_children: bool = False,
+    ) -> dict[str, Any]:
+        """Apply ``changes`` to the work order at ``href`` and return the updated record.
+
+        ``rowstamp`` is the version read with the record; with ``conditional_updates`` it is
+        sent as ``If-Match`` and a record changed since then fails with ``Conflict``.
+        """
+        headers = {"x-method-override": "PATCH", "properties": "*"}
+        if merge_children:
+            headers["patchtype"] = "MERGE"
+        if rowstamp is not None and self.conditional_updates:
+            headers["If-Match"] = str(rowstamp)
+        record_id = record_key_from_href(href)
+        response = self.client.request(
+            "POST",
+            self.client.on_our_host(href),
+            params={"lean": 1},
+            json=dict(changes),
+            headers=headers,
+            record_id=record_id,
+            idempotent=True,
+        )
+        return self._record_body(response, record_id)
+
+    def _record_body(self, response: Any, record_id: str | None) -> dict[str, Any]:
+        if response.status_code == 204 or not response.content:
+            return {}
+        body = self.client.json(response, record_id=record_id)
+        return dict(body) if isinstance(body, Mapping) else {"value": body}
+
+
+def maximo_datetime(mark: Any) -> str:
+    """A cursor mark as a Maximo date literal, in UTC and floored to the second (Maximo
+    compares at second precision; flooring only re-reads rows the cursor then drops)."""
+    import pandas as pd
+
+    moment = pd.Timestamp(mark)
+    moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
+    return moment.floor("s").strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def record_key_from_href(href: str) -> str:
+    """``BEDFORD/1001`` from ``.../os/mxwo/_QkVERk9SRC8xMDAx`` (the rest id is ``_`` plus
+    base64 of the key values, ``=`` written as ``-``); the last path segment otherwise."""
+    tail = href.rstrip("/").rsplit("/", 1)[-1]
+    if tail.startswith("_"):
+        try:
+            return base64.b64decode(tail[1:].replace("-", "=")).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return tail
+    return tail
