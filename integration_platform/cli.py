@@ -101,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     preview.add_argument("-n", "--rows", type=int, default=20, help="mapped rows to print")
     preview.set_defaults(handler=run_mapping_preview)
+
+    from integration_platform.webhooks.cli import add_webhook_commands
+
+    add_webhook_commands(commands)
     return parser
 
 

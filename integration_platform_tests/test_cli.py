@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from integration_platform.state import head
+
 COMMAND = str(Path(sys.executable).with_name("integration-platform"))
 
 
@@ -37,7 +39,7 @@ def test_db_upgrade_then_current_then_downgrade(data_dir: Path) -> None:
     upgraded = run("db", "upgrade", env=env)
     assert upgraded.returncode == 0, upgraded.stderr
     assert (data_dir / "state" / "integration_platform.db").is_file()
-    assert run("db", "current", env=env).stdout.strip() == "0001"
+    assert run("db", "current", env=env).stdout.strip() == head()
     downgraded = run("db", "downgrade", "base", env=env)
     assert downgraded.returncode == 0, downgraded.stderr
     assert "base" in run("db", "current", env=env).stdout

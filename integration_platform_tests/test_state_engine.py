@@ -23,6 +23,7 @@ from integration_platform.state import (
     current,
     database_url,
     dispose_engines,
+    head,
     make_engine,
     upgrade,
 )
@@ -219,7 +220,7 @@ def test_resource_follows_the_environment_when_url_is_unset(data_dir: Path) -> N
 
 def test_session_commits_on_success_and_rolls_back_on_error(tmp_path: Path) -> None:
     state = StateDatabase(url=_sqlite_url(tmp_path))
-    assert state.ensure_schema() == "0001"
+    assert state.ensure_schema() == head()
     with state.session() as session:
         session.add(
             SyncConfiguration(

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -72,6 +73,7 @@ def _event(**overrides: object) -> MaintenanceEventHook:
         "event_type": "workorder.updated",
         "event_payload": {"wonum": "WO-1"},
         "hmac_signature": "sha256=00",
+        "event_id": f"evt-{uuid.uuid4().hex}",
     }
     fields.update(overrides)
     return MaintenanceEventHook(**fields)
@@ -80,7 +82,7 @@ def _event(**overrides: object) -> MaintenanceEventHook:
 def test_upgrade_to_head_then_down_to_base_and_up_again(state_url: str) -> None:
     assert current(state_url) is None
     upgrade(state_url)
-    assert current(state_url) == head() == "0001"
+    assert current(state_url) == head()
     assert _table_names(state_url) == STATE_TABLES | {"alembic_version"}
 
     downgrade(state_url, "base")
@@ -89,7 +91,7 @@ def test_upgrade_to_head_then_down_to_base_and_up_again(state_url: str) -> None:
 
     upgrade(state_url)
     upgrade(state_url)  # already at head: nothing to do, no error
-    assert current(state_url) == "0001"
+    assert current(state_url) == head()
 
 
 def test_models_and_migrations_do_not_drift(state_url: str) -> None:
@@ -104,7 +106,7 @@ def test_drift_check_notices_a_difference(state_url: str) -> None:
     for table in Base.metadata.tables.values():
         table.to_metadata(drifted)
     hooks = drifted.tables["maintenance_event_hooks"]
-    hooks.append_column(sa.Column("event_id", sa.String(200), nullable=True))
+    hooks.append_column(sa.Column("not_in_any_migration", sa.String(200), nullable=True))
     hooks.c.cmms_system_id.type = sa.String(20)
     # Column-level changes arrive grouped in lists, table-level ones as tuples.
     kinds = {
@@ -115,7 +117,7 @@ def test_drift_check_notices_a_difference(state_url: str) -> None:
 
 def test_event_round_trips_json_and_utc_timestamps(state_url: str) -> None:
     state = StateDatabase(url=state_url)
-    assert state.ensure_schema() == "0001"
+    assert state.ensure_schema() == head()
     payload = {
         "wonum": "WO-1001",
         "description": "Pumpe P-101 überhitzt — Lager prüfen",
@@ -155,8 +157,8 @@ def test_server_defaults_fill_rows_written_in_plain_sql(state_url: str) -> None:
         session.execute(
             sa.text(
                 "INSERT INTO maintenance_event_hooks "
-                "(cmms_system_id, event_type, event_payload, hmac_signature) "
-                "VALUES ('fiix', 'asset.created', :payload, 'sha256=ab')"
+                "(cmms_system_id, event_type, event_payload, hmac_signature, event_id) "
+                "VALUES ('fiix', 'asset.created', :payload, 'sha256=ab', 'evt-1')"
             ),
             {"payload": '{"id": 7}'},
         )
@@ -245,7 +247,7 @@ def test_alembic_cli_with_the_shipped_ini(state_url: str, tmp_path: Path) -> Non
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert current(state_url) == "0001"
+    assert current(state_url) == head()
 
 
 def test_concurrent_upgrades_in_threads_do_not_collide(state_url: str) -> None:
@@ -266,7 +268,7 @@ def test_concurrent_upgrades_in_threads_do_not_collide(state_url: str) -> None:
     for thread in threads:
         thread.join(timeout=120)
     assert errors == []
-    assert current(state_url) == "0001"
+    assert current(state_url) == head()
 
 
 def test_concurrent_upgrades_in_processes_do_not_collide(state_url: str) -> None:
@@ -292,4 +294,4 @@ def test_concurrent_upgrades_in_processes_do_not_collide(state_url: str) -> None
         process.stdout.close()
         process.stderr.close()
     assert [code for code, _ in outcomes] == [0] * 4, outcomes
-    assert current(state_url) == "0001"
+    assert current(state_url) == head()

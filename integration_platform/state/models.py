@@ -88,8 +88,10 @@ class Base(DeclarativeBase):
 class MaintenanceEventHook(Base):
     """The webhook inbox: one row per event a CMMS sent, persisted before it is acknowledged.
 
-    Workers poll by status (never by id: ids can commit out of order) and move each row through
-    pending -> processing -> processed, or to failed (retried) and finally dead_letter.
+    Workers poll by status and ``next_attempt_at`` (never by id: ids can commit out of order)
+    and move each row through pending -> processing -> processed, or to failed (retried at
+    ``next_attempt_at``) and finally dead_letter. ``(cmms_system_id, event_id)`` is unique, so a
+    redelivered event is acknowledged without a second row.
     """
 
     __tablename__ = "maintenance_event_hooks"
@@ -106,10 +108,40 @@ class MaintenanceEventHook(Base):
     processed_at: Mapped[datetime | None] = mapped_column()
     error_message: Mapped[str | None] = mapped_column(sa.Text)
     retry_count: Mapped[int] = mapped_column(default=0, server_default="0")
+    # The sender's delivery id (Standard Webhooks ``webhook-id``, or one derived from the
+    # message); with cmms_system_id the de-duplication key. Rows from before revision 0002 carry
+    # "legacy:<id>".
+    event_id: Mapped[str] = mapped_column(sa.String(200))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
+    # When a worker may pick the event up next: received_at at first, later the retry time.
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
+    # The record the event concerns and when it changed at the source: events of one record
+    # are processed in occurred_at order.
+    entity_type: Mapped[str | None] = mapped_column(sa.String(100))
+    entity_external_id: Mapped[str | None] = mapped_column(sa.String(200))
+    occurred_at: Mapped[datetime | None] = mapped_column()
+    # How the sender proved who it is ("standard", "sha256"); shows which secrets to rotate.
+    signature_scheme: Mapped[str | None] = mapped_column(sa.String(32))
 
     __table_args__ = (
         sa.CheckConstraint(
             _in_list("processing_status", PROCESSING_STATUSES), name="processing_status"
+        ),
+        sa.UniqueConstraint("cmms_system_id", "event_id"),
+        # Polling with retries: "open events due now, soonest first"; partial like the one below.
+        sa.Index(
+            "ix_maintenance_event_hooks_processing_status_next_attempt_at",
+            "processing_status",
+            "next_attempt_at",
+            postgresql_where=sa.text(_in_list("processing_status", OPEN_PROCESSING_STATUSES)),
+        ),
+        # Per-record ordering: "earlier open events of this record?".
+        sa.Index(
+            "ix_maintenance_event_hooks_entity",
+            "cmms_system_id",
+            "entity_type",
+            "entity_external_id",
+            "occurred_at",
         ),
         # Polling: "open events oldest first". Partial on PostgreSQL so processed rows, the
         # vast majority over time, cost nothing; plain on SQLite, whose planner uses a partial

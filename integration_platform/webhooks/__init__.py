@@ -1,0 +1,9 @@
+"""Webhook receiver: verify, validate and store maintenance events before acknowledging them.
+
+Modules, one job each: ``signatures`` (HMAC schemes), ``sources`` (who may send, with which
+secrets), ``ratelimit`` (per-source token buckets), ``events`` (event types and payload
+checks), ``adapters`` (vendor envelopes to one event shape), ``store`` (the inbox insert),
+``app`` (the Starlette application), ``server`` (uvicorn) and ``cli`` (commands).
+
+Importing this package imports none of them: the command line and Dagster stay fast.
+"""
