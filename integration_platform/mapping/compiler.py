@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow as pa_arrow
 import yaml
 from pydantic import ValidationError
 
@@ -222,24 +224,38 @@ class CompiledMapping:
             filtered = int((~keep).sum())
             work = work[keep]
             env = self._environment(work)
-        reasons: dict[str, pd.Series] = {}
+        # Reasons are kept only for the rows that have one (few), not as full columns.
+        reasons: dict[str, _Reasons] = {}
         for name in self.spec.lookups:
             values, reason = self._lookup(name, env, lookup_tables[name])
             env.names[name] = values
-            reasons[f"lookup {name}"] = reason
+            reasons[f"lookup {name}"] = _Reasons.of(reason)
         for compiled in self.fields:
             values, reason = self._field(compiled, env)
             env.names[TARGET_PREFIX + compiled.name] = values
-            reasons[compiled.name] = reason
-        mapped = pd.DataFrame(
-            {compiled.name: env.names[TARGET_PREFIX + compiled.name] for compiled in self.fields},
-            index=work.index,
-        )
-        if "source_system" in self.model_columns and "source_system" not in mapped:
-            mapped["source_system"] = pd.Series(self.spec.system, index=work.index, dtype="string")
-        failed = _collect_rejects(reasons)
-        candidates = mapped.drop(index=failed.index)
-        validation = validate_rows(candidates.assign(_input_row=candidates.index), self.model)
+            reasons[compiled.name] = _Reasons.of(reason)
+        columns = {
+            compiled.name: env.names[TARGET_PREFIX + compiled.name] for compiled in self.fields
+        }
+        if "source_system" in self.model_columns and "source_system" not in columns:
+            columns["source_system"] = _constant_text(self.spec.system, work.index)
+        columns["_input_row"] = pd.Series(work.index, index=work.index)
+        failing = _failing_rows(reasons, len(work))
+        failed = _collect_rejects(reasons, work.index, failing)
+        env.names.clear()  # `columns` holds what is still needed
+        if failing.any():
+            keep = ~failing
+            kept = work.index[keep]
+            columns = {
+                name: pd.Series(values.array[keep], index=kept, name=name, copy=False)
+                for name, values in columns.items()
+            }
+            candidates = pd.DataFrame(columns, index=kept, copy=False)
+        else:
+            candidates = pd.DataFrame(columns, index=work.index)
+        del columns
+        validation = validate_rows(candidates, self.model)
+        del candidates
         failed_model = validation.rejected.set_index("_input_row")[[REJECT_FIELD, REJECT_REASON]]
         parts = [part for part in (failed, failed_model) if len(part)]
         all_failed = pd.concat(parts).sort_index() if parts else failed
@@ -249,9 +265,14 @@ class CompiledMapping:
                 REJECT_REASON: all_failed[REJECT_REASON].astype("string"),
             }
         )
-        valid = validation.valid[[c for c in self.model_columns if c in validation.valid]]
+        checked = validation.valid  # already indexed 0..n-1
+        valid = pd.DataFrame(
+            {column: checked[column] for column in self.model_columns if column in checked},
+            index=pd.RangeIndex(len(checked)),
+            copy=False,
+        )
         return MappingOutcome(
-            valid=valid.reset_index(drop=True),
+            valid=valid,
             rejected=rejected,
             input_rows=input_rows,
             filtered=filtered,
@@ -260,9 +281,7 @@ class CompiledMapping:
 
     def _environment(self, frame: pd.DataFrame) -> _Environment:
         env = _Environment(frame)
-        env.names["mapping.source_system"] = pd.Series(
-            self.spec.system, index=frame.index, dtype="string[pyarrow]"
-        )
+        env.names["mapping.source_system"] = _constant_text(self.spec.system, frame.index)
         return env
 
     def _check_columns(
@@ -382,11 +401,15 @@ class CompiledMapping:
                 raw = raw.astype("string[pyarrow]")
         if len(subset) != len(env.index):
             raw = raw.loc[subset]
-        reasons = pd.Series(pd.NA, index=subset, dtype="string")
+        reasons: pd.Series | None = None
 
         def step(converted: Any) -> pd.Series:
             nonlocal reasons
-            reasons = reasons.fillna(converted.reasons)
+            found = converted.reasons
+            if reasons is None:
+                reasons = found
+            elif found.notna().any():
+                reasons = reasons.fillna(found)
             return converted.values
 
         for transform in spec.transforms:
@@ -425,6 +448,8 @@ class CompiledMapping:
             )
         if spec.has_default and spec.default is not None:
             raw = raw.where(raw.notna(), spec.default)
+        if reasons is None:
+            reasons = pd.Series(pd.NA, index=subset, dtype="string")
         return raw, reasons
 
 
@@ -446,6 +471,12 @@ class _Environment:
         if rest and head in self.frame.columns:
             return _nested(self.frame[head], rest.split("."))
         raise MappingRuntimeError(f"unknown name {name!r}: not a source column, lookup or target")
+
+
+def _constant_text(value: str, index: pd.Index) -> pd.Series:
+    """``value`` on every row as ``string[pyarrow]``, built in Arrow (no Python objects)."""
+    array = pa_arrow.repeat(pa_arrow.scalar(value, pa_arrow.large_string()), len(index))
+    return pd.Series(pd.arrays.ArrowStringArray(array), index=index)
 
 
 def _nested(column: pd.Series, path: list[str]) -> pd.Series:
@@ -502,26 +533,53 @@ def _empty(index: pd.Index, kind: str) -> pd.Series:
 
 
 def _combine_reasons(pieces: list[pd.Series], index: pd.Index) -> pd.Series:
+    """Reasons on ``index`` (text, null where the row is fine)."""
     if not pieces:
         return pd.Series(pd.NA, index=index, dtype="string")
+    if len(pieces) == 1 and pieces[0].index.equals(index):
+        return pieces[0]  # the usual case: one rule covering every row, no realignment
     return pd.concat(pieces).reindex(index).astype("string")
 
 
-def _collect_rejects(reasons: Mapping[str, pd.Series]) -> pd.DataFrame:
+@dataclass(frozen=True)
+class _Reasons:
+    """The reasons of one field, only for the rows (by position) that have one."""
+
+    positions: np.ndarray
+    texts: list[str]
+
+    @classmethod
+    def of(cls, reasons: pd.Series) -> _Reasons:
+        positions = np.flatnonzero(reasons.notna().to_numpy(dtype=bool))
+        return cls(positions, [str(text) for text in reasons.iloc[positions]])
+
+
+def _failing_rows(reasons: Mapping[str, _Reasons], size: int) -> np.ndarray:
+    """Mask of rows with at least one reason."""
+    failing = np.zeros(size, dtype=bool)
+    for reason in reasons.values():
+        failing[reason.positions] = True
+    return failing
+
+
+def _collect_rejects(
+    reasons: Mapping[str, _Reasons], index: pd.Index, failing: np.ndarray
+) -> pd.DataFrame:
     """Rows with at least one reason: the failing fields and the reasons joined with '; '."""
-    frame = pd.concat(reasons, axis=1) if reasons else pd.DataFrame()
-    if frame.empty:
+    if not reasons or not len(index):
         return pd.DataFrame({REJECT_FIELD: [], REJECT_REASON: []}, dtype="string")
-    failing = frame.notna()
-    rows = failing.any(axis=1)
-    if not rows.any():
-        return pd.DataFrame(
-            {REJECT_FIELD: [], REJECT_REASON: []}, index=frame.index[:0], dtype="string"
-        )
-    subset, flags = frame[rows], failing[rows]
-    fields = flags.apply(lambda row: ", ".join(row.index[row]), axis=1)
-    texts = subset.apply(lambda row: "; ".join(row.dropna()), axis=1)
-    return pd.DataFrame({REJECT_FIELD: fields, REJECT_REASON: texts}, dtype="string")
+    positions = np.flatnonzero(failing)
+    if not len(positions):
+        return pd.DataFrame({REJECT_FIELD: [], REJECT_REASON: []}, index=index[:0], dtype="string")
+    found: dict[int, list[tuple[str, str]]] = {int(position): [] for position in positions}
+    for name, reason in reasons.items():  # in field order, the order reasons are joined in
+        for position, text in zip(reason.positions.tolist(), reason.texts, strict=True):
+            found[position].append((name, text))
+    fields = [", ".join(name for name, _ in found[int(p)]) for p in positions]
+    joined = ["; ".join(text for _, text in found[int(p)]) for p in positions]
+    return pd.DataFrame(
+        {REJECT_FIELD: fields, REJECT_REASON: joined}, index=index[positions], dtype="string"
+    )
 
 
 def _transform_parts(transform: str | Mapping[str, Mapping[str, Any]]) -> tuple[str, dict]:

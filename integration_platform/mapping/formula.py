@@ -221,6 +221,14 @@ def _arrow_text(array: pa.Array, index: pd.Index) -> pd.Series:
     return pd.Series(pd.arrays.ArrowStringArray(array), index=index)
 
 
+def _large_text(text: pd.Series) -> pa.ChunkedArray:
+    """The Arrow data of a ``string[pyarrow]`` Series, as large_string."""
+    arrow = pa.array(text.array)
+    if isinstance(arrow, pa.Array):
+        arrow = pa.chunked_array([arrow])
+    return arrow if arrow.type == pa.large_string() else arrow.cast(pa.large_string())
+
+
 def _as_string(values: pd.Series) -> pd.Series:
     """string[pyarrow]; integral numbers print without '.0', datetimes as ISO 8601 UTC."""
     dtype = values.dtype
@@ -421,11 +429,13 @@ def _extreme(reduce: Callable[..., Any], frame_method: str) -> Apply:
 
 
 def _apply_concat(nodes: tuple[Node, ...], args: list[pd.Series], kind: str) -> pd.Series:
-    parts = [_as_string(a).fillna("") for a in args]
-    result = parts[0]
-    for part in parts[1:]:
-        result = result + part
-    return result
+    """One Arrow pass over all arguments (nulls joined as ''), not a column per ``+``."""
+    parts = [_large_text(_as_string(a)) for a in args]
+    empty = pa.scalar("", pa.large_string())
+    joined = pc.binary_join_element_wise(
+        *parts, empty, null_handling="replace", null_replacement=""
+    )
+    return _arrow_text(joined, args[0].index)
 
 
 def _apply_substr(nodes: tuple[Node, ...], args: list[pd.Series], kind: str) -> pd.Series:

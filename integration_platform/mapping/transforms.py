@@ -56,9 +56,12 @@ TRUE_WORDS = frozenset({"true", "yes", "1", "y", "x"})
 FALSE_WORDS = frozenset({"false", "no", "0", "n"})
 # Values longer than this are cut in reasons: a quarantine message is read, not parsed.
 MAX_SHOWN = 80
-# Arrow casts a whole array or nothing; on failure, blocks of this size are retried so only
-# the blocks holding bad values take the slower, row-tolerant pandas parser.
-BLOCK_ROWS = 8192
+# Arrow casts a whole array or nothing; on failure, blocks of this size are retried (and
+# halved while they fail) so only small pieces holding bad values take the slower,
+# row-tolerant pandas parser.
+BLOCK_ROWS = 4096
+# Failing blocks are halved down to this size before the row-tolerant parser takes them.
+STRICT_ROWS = 32
 NAT = np.iinfo(np.int64).min
 NS_PER = {"epoch_ms": 1_000_000, "epoch_s": 1_000_000_000}
 
@@ -194,6 +197,16 @@ def _present(series: pd.Series) -> np.ndarray:
 
 def _matches(text: pd.Series, pattern: str) -> np.ndarray:
     return text.str.contains(pattern, regex=True, na=False).to_numpy(dtype=bool)
+
+
+def _matches_at(text: pd.Series, rows: np.ndarray, pattern: str) -> np.ndarray:
+    """:func:`_matches`, computed only for ``rows`` (false elsewhere)."""
+    if rows.all():
+        return _matches(text, pattern)
+    positions = np.flatnonzero(rows)
+    found = np.zeros(len(text), dtype=bool)
+    found[positions] = _matches(text.iloc[positions], pattern)
+    return found
 
 
 def _is_numeric(raw: pd.Series) -> bool:
@@ -346,14 +359,17 @@ def _arrow_or_pandas(
     positions = np.flatnonzero(rows)
     if not len(positions):
         return out
-    chosen = text.iloc[positions]
+    everything = len(positions) == len(text)
+    chosen = text if everything else text.iloc[positions]
     aware = target.tz is not None
 
     def strict(block: pd.Series) -> np.ndarray:
         parsed = pd.to_datetime(block.astype(object), format=fmt, errors="coerce", utc=aware)
         return _nanoseconds(parsed)
 
-    array = pa.array(chosen.to_numpy(dtype=object), type=pa.large_string())
+    array = _arrow(chosen).combine_chunks()
+    if array.type != pa.large_string():
+        array = array.cast(pa.large_string())
     if fmt != "ISO8601":
         if aware or "%f" in fmt:
             out[positions] = strict(chosen)
@@ -367,21 +383,50 @@ def _arrow_or_pandas(
             out[positions[~same_mask]] = strict(chosen[~same_mask])
         return out
 
-    def arrow(block: pa.Array) -> np.ndarray:
-        return pc.cast(block, target).cast(pa.int64()).to_numpy(zero_copy_only=False)
-
-    try:
-        out[positions] = arrow(array)
-        return out
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
-    for start in range(0, len(positions), BLOCK_ROWS):
-        stop = start + BLOCK_ROWS
-        try:
-            out[positions[start:stop]] = arrow(array.slice(start, BLOCK_ROWS))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            out[positions[start:stop]] = strict(chosen.iloc[start:stop])
+    parsed, refused = _arrow_blocks(array, target)
+    out[positions] = parsed
+    if refused.any():
+        chosen_rows = np.flatnonzero(refused)
+        out[positions[chosen_rows]] = strict(chosen.iloc[chosen_rows])
     return out
+
+
+def _arrow_blocks(array: pa.Array, target: pa.DataType) -> tuple[np.ndarray, np.ndarray]:
+    """Cast text to ``target`` with Arrow: int64 nanoseconds (NaT where null) and the mask of
+    values in the small pieces Arrow refused (their nanoseconds are NaT).
+
+    Arrow casts a whole array or nothing: the whole array is tried first, then blocks, and a
+    failing block is halved until the pieces holding a bad value are at most
+    :data:`STRICT_ROWS` long.
+    """
+    out = np.full(len(array), NAT, dtype=np.int64)
+    refused = np.zeros(len(array), dtype=bool)
+
+    def arrow(block: pa.Array) -> np.ndarray:
+        nanos = pc.cast(block, target).cast(pa.int64())
+        if nanos.null_count:
+            nanos = pc.fill_null(nanos, NAT)
+        return nanos.to_numpy(zero_copy_only=False)
+
+    pending = [(0, len(array))]
+    while pending:
+        start, stop = pending.pop()
+        try:
+            out[start:stop] = arrow(array.slice(start, stop - start))
+            continue
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+        size = stop - start
+        if size <= STRICT_ROWS:
+            refused[start:stop] = True
+        elif size > BLOCK_ROWS:
+            pending.extend(
+                (low, min(low + BLOCK_ROWS, stop)) for low in range(start, stop, BLOCK_ROWS)
+            )
+        else:
+            middle = start + size // 2
+            pending.extend([(middle, stop), (start, middle)])
+    return out, refused
 
 
 def _parse_iso(
@@ -391,7 +436,30 @@ def _parse_iso(
     problems: _Problems,
     timezone: str | pd.Series | None,
 ) -> None:
-    has_offset = present & _matches(text, OFFSET_PATTERN)
+    # Arrow's ISO parser takes an offset-aware value only with a time and an offset (Z, +hh,
+    # +hhmm, +hh:mm), all of which OFFSET_PATTERN matches: what it parses is done, and only
+    # the few values it refuses need the pattern and the slower paths below.
+    rows = present
+    array = _arrow(text).combine_chunks()
+    # Missing values are nulls (parsed as NaT) unless some are blank text, which Arrow
+    # refuses; then only the present values are cast.
+    if not present.all() and not np.array_equal(_present(text), present):
+        array = array.take(pa.array(np.flatnonzero(present)))
+    if array.type != pa.large_string():
+        array = array.cast(pa.large_string())
+    parsed, refused = _arrow_blocks(array, pa.timestamp("ns", tz="UTC"))
+    if len(array) == len(text):
+        done = present & ~refused
+        ns[done] = parsed[done]
+        rows = present & refused
+    else:
+        positions = np.flatnonzero(present)
+        ns[positions[~refused]] = parsed[~refused]
+        rows = np.zeros(len(text), dtype=bool)
+        rows[positions[refused]] = True
+    if not rows.any():
+        return
+    has_offset = rows & _matches_at(text, rows, OFFSET_PATTERN)
     if has_offset.any():
         aware = _arrow_or_pandas(
             text.str.replace(r"\s*UTC$", "Z", regex=True) if _any_utc(text, has_offset) else text,
@@ -400,7 +468,7 @@ def _parse_iso(
         )
         ns[has_offset] = aware[has_offset]
         problems.add(has_offset & (aware == NAT), "not an ISO-8601 date-time")
-    naive = present & ~has_offset
+    naive = rows & ~has_offset
     if naive.any():
         wall = _arrow_or_pandas(text, naive, pa.timestamp("ns"))
         problems.add(naive & (wall == NAT), "not an ISO-8601 date-time")
@@ -681,8 +749,8 @@ def map_values(
     mapped = [keys.get(code) for code in folded] + [None]
     row_found = found[codes]
     present = codes >= 0
-    if "" not in keys:
-        present &= text.str.len().to_numpy(dtype="int64", na_value=0) > 0
+    if "" not in keys and "" in uniques:
+        present &= codes != list(uniques).index("")
     unknown = present & ~row_found
     fill = None if default is MISSING else default
     outputs = [*mapped[:-1], fill, None]

@@ -67,6 +67,8 @@ def coerce_utc(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     index = values.index
     dtype = values.dtype
     none_failed = pd.Series(False, index=index)
+    if dtype == UTC_DTYPE:
+        return values, none_failed
     if isinstance(dtype, pd.DatetimeTZDtype):
         return values.dt.tz_convert("UTC").astype(UTC_DTYPE), none_failed
     present = values.notna()

@@ -12,6 +12,7 @@ imported only there, so the rest stays usable without it.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow as pa_arrow
 from pandera.api.checks import Check
 from pandera.errors import ParserError, SchemaErrors
 
@@ -28,6 +30,7 @@ from integration_platform.model.base import (
     LOWER_IDENTIFIER,
     NON_BLANK,
     STRING_DTYPE,
+    UTC_DTYPE,
     UtcTimestamp,
     coerce_utc,
     describe_timestamp_problem,
@@ -108,15 +111,23 @@ def validate_rows(df: pd.DataFrame, model: type[pa.DataFrameModel]) -> Validatio
             missing_columns=missing,
         )
 
-    work = df.reset_index(drop=True)
+    index = pd.RangeIndex(len(df))
     failures: list[tuple[int, int, str, Any, str]] = []  # (position, order, field, value, reason)
     coerce_failed: set[tuple[int, str]] = set()
     field_order = {name: i for i, name in enumerate(columns)}
 
+    data: dict[str, pd.Series] = {}
+    added: dict[str, Any] = {}  # all-null columns added here: made anew, never filtered
     for name, column in columns.items():
-        raw = (
-            work[name] if name in work.columns else pd.Series(None, index=work.index, dtype=object)
-        )
+        if name not in df.columns:
+            nulls = _nulls(column.dtype, index)
+            if nulls is not None:
+                data[name] = nulls
+                added[name] = column.dtype
+                continue
+            raw = pd.Series(None, index=index, dtype=object)
+        else:
+            raw = pd.Series(df[name].array, index=index, name=name, copy=False)
         coerced, failed = _coerce(raw, column.dtype)
         for position in np.flatnonzero(failed.to_numpy()):
             value = raw.iloc[position]
@@ -130,18 +141,22 @@ def validate_rows(df: pd.DataFrame, model: type[pa.DataFrameModel]) -> Validatio
                 )
             )
             coerce_failed.add((int(position), name))
-        work[name] = coerced
+        data[name] = coerced
+    for name in df.columns:
+        if name not in columns:
+            data[name] = pd.Series(df[name].array, index=index, name=name, copy=False)
+    # Every model column now has the model's dtype, so pandera only checks (coercing again
+    # would copy every column for nothing).
+    work = pd.DataFrame(data, index=index)
 
     try:
-        model.validate(work, lazy=True, inplace=True)
+        _checking_schema(model).validate(work, lazy=True, inplace=True)
     except SchemaErrors as exc:
         failures.extend(_row_failures(exc.failure_cases, schema, model_name, coerce_failed))
 
-    extras = [c for c in work.columns if c not in columns]
-    work = work[[*columns, *extras]]
     if not failures:
         return ValidationResult(
-            valid=work.reset_index(drop=True),
+            valid=work,
             rejected=_rejected_frame(df.iloc[[]], [], []),
             failures=pd.DataFrame(columns=FAILURE_COLUMNS),
         )
@@ -161,8 +176,55 @@ def validate_rows(df: pd.DataFrame, model: type[pa.DataFrameModel]) -> Validatio
             "reason": table["reason"].to_numpy(),
         }
     )
-    valid = work.drop(index=positions).reset_index(drop=True)
+    keep = np.ones(len(work), dtype=bool)
+    keep[positions] = False
+    valid = _keep_rows(work, keep, added)
     return ValidationResult(valid=valid, rejected=rejected, failures=report)
+
+
+def _keep_rows(work: pd.DataFrame, keep: np.ndarray, added: dict[str, Any]) -> pd.DataFrame:
+    """``work[keep]`` indexed 0..n-1, column by column (about twice as fast as the frame's
+    boolean indexing); the all-null columns in ``added`` are made anew at the new length."""
+    index = pd.RangeIndex(int(keep.sum()))
+    data: dict[str, pd.Series] = {}
+    for name in work.columns:
+        nulls = _nulls(added[name], index) if name in added else None
+        if nulls is None:
+            nulls = pd.Series(work[name].array[keep], index=index, name=name, copy=False)
+        data[name] = nulls
+    return pd.DataFrame(data, index=index, copy=False)
+
+
+_CHECKING_SCHEMAS: dict[type[pa.DataFrameModel], pa.DataFrameSchema] = {}
+
+
+def _checking_schema(model: type[pa.DataFrameModel]) -> pa.DataFrameSchema:
+    """The model's schema without coercion, for frames whose columns already have its dtypes."""
+    schema = _CHECKING_SCHEMAS.get(model)
+    if schema is None:
+        schema = copy.deepcopy(model.to_schema())
+        schema.coerce = False
+        for column in schema.columns.values():
+            column.coerce = False
+        _CHECKING_SCHEMAS[model] = schema
+    return schema
+
+
+def _nulls(dtype: Any, index: pd.Index) -> pd.Series | None:
+    """An all-null column of ``dtype`` built directly (``None`` for other dtypes)."""
+    if isinstance(dtype, UtcTimestamp):
+        return pd.Series(pd.NaT, index=index, dtype=UTC_DTYPE)
+    target = getattr(dtype, "type", None)
+    if target == STRING_DTYPE:
+        array = pa_arrow.nulls(len(index), pa_arrow.large_string())
+        return pd.Series(pd.arrays.ArrowStringArray(array), index=index, dtype=STRING_DTYPE)
+    if target == np.dtype("float64"):
+        return pd.Series(np.full(len(index), np.nan), index=index)
+    if isinstance(target, pd.Int64Dtype):
+        values = np.zeros(len(index), dtype=np.int64)
+        missing = np.ones(len(index), dtype=bool)
+        return pd.Series(pd.arrays.IntegerArray(values, missing), index=index)
+    return None
 
 
 def _rejected_frame(rows: pd.DataFrame, fields: list[str], reasons: list[str]) -> pd.DataFrame:
