@@ -19,7 +19,6 @@ import pytest
 from integration_platform.mapping.compiler import (
     CompiledMapping,
     MappingOutcome,
-    MappingRuntimeError,
     MappingSpecError,
     compile_mapping,
     load_spec_file,
@@ -31,26 +30,11 @@ from integration_platform.mapping.spec import BUILTIN_DIR, builtin_names
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
-# Built-ins the engine cannot run yet, with the reason; strict, so a fix turns them into
-# failures until the mark is removed.
-ENGINE_GAPS: dict[str, pytest.MarkDecorator] = {
-    "dynamics/work_orders": pytest.mark.xfail(
-        raises=MappingRuntimeError,
-        strict=True,
-        reason=(
-            "the compiler's column check splits every referenced name at '.', so source "
-            "columns such as '@odata.etag' and '...@OData.Community.Display.V1.FormattedValue' "
-            "are reported missing although the frame has them"
-        ),
-    ),
-}
-
-
 BUILTINS = builtin_names()
 
 
 def builtin_params() -> list[Any]:
-    return [pytest.param(name, marks=ENGINE_GAPS.get(name, ()), id=name) for name in BUILTINS]
+    return [pytest.param(name, id=name) for name in BUILTINS]
 
 
 def compiled_builtin(name: str) -> CompiledMapping:
@@ -228,11 +212,6 @@ def test_an_override_is_checked_like_any_spec() -> None:
     assert "unknown source field 'statuss'" in str(error.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="latest_by ranks numbers and ISO-8601 text only; SAP's /Date(ms)/ stamps all rank "
-    "equal, so the last record in the page wins instead of the newest",
-)
 def test_sap_keeps_the_newest_version_of_an_order(tmp_path: Path) -> None:
     page = json.loads((GOLDEN / "sap" / "maintenance_orders.json").read_text(encoding="utf-8"))
     newer = page["d"]["results"][1]

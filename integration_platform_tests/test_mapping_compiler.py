@@ -225,3 +225,38 @@ def test_lookups_and_nested_paths(tmp_path: Path) -> None:
     assert valid.loc["1", "assigned_to"] == "Ana"
     assert pd.isna(valid.loc["2", "assigned_to"])
     assert "'MARS' not found" in outcome.rejected.set_index("wo").loc["3", "reject_reason"]
+
+
+def test_absent_columns_read_as_empty_when_the_spec_says_so(tmp_path: Path) -> None:
+    header = HEADER.replace("  key: [wo]\n", "  key: [wo]\n  missing_columns: empty\n")
+    extra = "    assigned_to: parent\n"
+    spec, source_map = load_spec_file(write(tmp_path, VALID_FIELDS + extra, header=header))
+    compiled = compile_mapping(spec, source_map=source_map)
+    outcome = compiled.apply(records([row()]).drop(columns="parent"))
+    assert len(outcome.valid) == 1
+    assert pd.isna(outcome.valid["assigned_to"][0])
+
+
+def test_column_names_with_dots_are_columns_not_paths(tmp_path: Path) -> None:
+    header = HEADER.replace("parent]", "parent, '@odata.etag']")
+    extra = "    version_token: '@odata.etag'\n"
+    spec, source_map = load_spec_file(write(tmp_path, VALID_FIELDS + extra, header=header))
+    frame = records([row()])
+    frame["@odata.etag"] = pd.array(['W/"4711"'], dtype="string[pyarrow]")
+    outcome = compile_mapping(spec, source_map=source_map).apply(frame)
+    assert outcome.valid["version_token"].tolist() == ['W/"4711"']
+
+
+def test_latest_by_ranks_sap_date_stamps(tmp_path: Path) -> None:
+    header = HEADER.replace("  key: [wo]\n", "  key: [wo]\n  latest_by: changed\n")
+    fields = VALID_FIELDS.replace("{format: epoch_ms}", "{format: sap}")
+    spec, source_map = load_spec_file(write(tmp_path, fields, header=header))
+    frame = records(
+        [
+            row(changed="/Date(1772352999000)/", title="newer"),
+            row(changed="/Date(1772352000000)/", title="older"),
+        ]
+    )
+    outcome = compile_mapping(spec, source_map=source_map).apply(frame)
+    assert outcome.valid["title"].tolist() == ["newer"]
+    assert outcome.superseded == 1

@@ -452,3 +452,10 @@ def test_million_rows_are_evaluated_column_wise() -> None:
         expected = math.floor((row % 100 / 4) * 85 * factor * 100 + 0.5) / 100
         assert result[row] == pytest.approx(expected, abs=1e-9), row
     assert result[3] == 95.63  # 0.75 * 85 * 1.5 = 95.625, rounded half away from zero
+
+
+def test_whole_numbers_become_text_without_exponent() -> None:
+    frame = pd.DataFrame({"ms": [1740480133000.0, 2.5, None]})
+    formula = parse_formula("concat('t', to_string(ms))")
+    result = formula.evaluate(lambda name: frame[name], frame.index)
+    assert result.tolist()[:2] == ["t1740480133000", "t2.5"]

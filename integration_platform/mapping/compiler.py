@@ -280,15 +280,21 @@ class CompiledMapping:
         )
 
     def _environment(self, frame: pd.DataFrame) -> _Environment:
-        env = _Environment(frame)
+        env = _Environment(frame, missing_as_null=self.spec.missing_columns == "empty")
         env.names["mapping.source_system"] = _constant_text(self.spec.system, frame.index)
         return env
 
     def _check_columns(
         self, frame: pd.DataFrame, lookup_tables: Mapping[str, pd.DataFrame]
     ) -> None:
-        needed = {column.split(".")[0] for column in self._referenced_source_columns()}
-        missing = sorted(needed - set(frame.columns))
+        present = set(frame.columns)
+        missing = sorted(
+            name
+            for name in self._referenced_source_columns()
+            if name not in present and name.split(".")[0] not in present
+        )
+        if missing and self.spec.missing_columns == "empty":
+            return
         if missing:
             raise MappingRuntimeError(
                 f"{self.source_map.where(('source',))}: source {self.spec.source} has no "
@@ -327,11 +333,9 @@ class CompiledMapping:
     def _latest_versions(self, frame: pd.DataFrame) -> pd.DataFrame:
         if not self.spec.latest_by or not self.spec.key:
             return frame
-        raw = frame[self.spec.latest_by]
-        order = pd.to_numeric(raw, errors="coerce")
-        if order.isna().all() and raw.notna().any():
-            order = pd.to_datetime(raw, utc=True, errors="coerce", format="ISO8601")
-            order = order.astype("int64", errors="ignore") if order.notna().all() else order
+        if self.spec.latest_by not in frame or not set(self.spec.key) <= set(frame.columns):
+            return frame  # absent from this batch and read as empty (missing_columns: empty)
+        order = version_order(frame[self.spec.latest_by])
         ranked = frame.assign(_version=order).sort_values(
             "_version", kind="stable", na_position="first"
         )
@@ -453,14 +457,33 @@ class CompiledMapping:
         return raw, reasons
 
 
+SAP_DATE = r"^/Date\((-?\d+)(?:[+-]\d{4})?\)/$"
+
+
+def version_order(raw: pd.Series) -> pd.Series:
+    """Rank record versions: numbers (Maximo ``_rowstamp``), SAP ``/Date(ms)/`` stamps or
+    ISO-8601 date-times, whichever the column holds; unknown values rank oldest."""
+    order = pd.to_numeric(raw, errors="coerce")
+    if order.notna().any() or raw.isna().all():
+        return order
+    text = raw.astype("string[pyarrow]").str.strip()
+    milliseconds = pd.to_numeric(text.str.extract(SAP_DATE, expand=False), errors="coerce")
+    if milliseconds.notna().any():
+        return milliseconds
+    stamps = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
+    nanoseconds = stamps.dt.tz_localize(None).astype("int64").astype("float64")
+    return nanoseconds.where(stamps.notna())
+
+
 class _Environment:
     """Resolves names in formulas and ``source:``: source columns, nested paths, lookups
     and already-mapped targets (``target.<field>``)."""
 
-    def __init__(self, frame: pd.DataFrame) -> None:
+    def __init__(self, frame: pd.DataFrame, *, missing_as_null: bool = False) -> None:
         self.frame = frame
         self.index = frame.index
         self.names: dict[str, pd.Series] = {}
+        self.missing_as_null = missing_as_null
 
     def resolve(self, name: str) -> pd.Series:
         if name in self.names:
@@ -470,6 +493,8 @@ class _Environment:
         head, _, rest = name.partition(".")
         if rest and head in self.frame.columns:
             return _nested(self.frame[head], rest.split("."))
+        if self.missing_as_null:
+            return pd.Series(pd.NA, index=self.index, dtype="string[pyarrow]")
         raise MappingRuntimeError(f"unknown name {name!r}: not a source column, lookup or target")
 
 

@@ -241,7 +241,14 @@ def _as_string(values: pd.Series) -> pd.Series:
         return _arrow_text(pa.array(text, mask=mask, type=pa.string()), values.index)
     if pd.api.types.is_numeric_dtype(dtype):
         numbers = _as_number(values).to_numpy() + 0.0  # -0.0 prints as "0"
-        return _arrow_text(pc.cast(pa.array(numbers, from_pandas=True), pa.string()), values.index)
+        text = pc.cast(pa.array(numbers, from_pandas=True), pa.string())
+        # Whole numbers print as integers, never in exponent form: epoch milliseconds and
+        # 13-digit ids must stay readable and joinable ("1740480133000", not "1.74e+12").
+        whole = np.isfinite(numbers) & (numbers == np.round(numbers)) & (np.abs(numbers) < 2**63)
+        if whole.any():
+            integers = pa.array(np.where(whole, numbers, 0).astype(np.int64)).cast(pa.string())
+            text = pc.if_else(pa.array(whole), integers, text)
+        return _arrow_text(text, values.index)
     if pd.api.types.is_datetime64_any_dtype(dtype):
         seconds = pc.cast(pa.array(_as_datetime(values)), pa.timestamp("s", tz="UTC"), safe=False)
         text = pc.strftime(seconds, format="%Y-%m-%dT%H:%M:%SZ")

@@ -155,6 +155,11 @@ class MappingSpec(SpecModel):
         default=None,
         description="Columns the source provides (with descriptions); checked at load time.",
     )
+    missing_columns: Literal["error", "empty"] = Field(
+        default="error",
+        description="A referenced column absent from a batch: fail the batch (files, SQL), or "
+        "read it as empty (JSON APIs such as Maximo leave null attributes out).",
+    )
     lookups: dict[str, LookupSpec] = Field(default_factory=dict)
     fields: dict[str, FieldSpec]
 
