@@ -22,10 +22,16 @@ from integration_platform.connectors.errors import (
     ServerError,
     Throttled,
 )
-from integration_platform_tests.contract_servers.harness import (
-    ConnectorHarness,
-    MaximoHarness,
-    SqlHarness,
+from integration_platform_tests.contract_servers.harness import ConnectorHarness, SqlHarness
+from integration_platform_tests.contract_servers.vendor_harnesses import (
+    DynamicsHarness,
+    FiixHarness,
+    GenericRestHarness,
+    HttpContract,
+    MaximoContract,
+    OracleHarness,
+    SapHarness,
+    UpKeepHarness,
 )
 
 PAGE = 5
@@ -33,6 +39,13 @@ PAGE = 5
 HARNESSES = [
     pytest.param("maximo-oslc-apikey", id="maximo-oslc-apikey"),
     pytest.param("maximo-api-maxauth", id="maximo-api-maxauth"),
+    pytest.param("sap-v2-basic", id="sap-v2-basic"),
+    pytest.param("sap-v4-oauth2", id="sap-v4-oauth2"),
+    pytest.param("dynamics", id="dynamics"),
+    pytest.param("upkeep", id="upkeep"),
+    pytest.param("fiix", id="fiix"),
+    pytest.param("oracle", id="oracle"),
+    pytest.param("generic-rest-upkeep", id="generic-rest-upkeep"),
     pytest.param("sql-sqlite", id="sql-sqlite"),
     pytest.param("sql-postgres", id="sql-postgres", marks=pytest.mark.postgres),
 ]
@@ -40,9 +53,23 @@ HARNESSES = [
 
 def build(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> ConnectorHarness:
     if kind == "maximo-oslc-apikey":
-        return MaximoHarness(tmp_path, context_root="/maximo/oslc", auth_method="apikey")
+        return MaximoContract(tmp_path, context_root="/maximo/oslc", auth_method="apikey")
     if kind == "maximo-api-maxauth":
-        return MaximoHarness(tmp_path, context_root="/maximo/api", auth_method="maxauth")
+        return MaximoContract(tmp_path, context_root="/maximo/api", auth_method="maxauth")
+    if kind == "sap-v2-basic":
+        return SapHarness(tmp_path, odata_version="v2", auth_method="basic")
+    if kind == "sap-v4-oauth2":
+        return SapHarness(tmp_path, odata_version="v4", auth_method="oauth2")
+    if kind == "dynamics":
+        return DynamicsHarness(tmp_path)
+    if kind == "upkeep":
+        return UpKeepHarness(tmp_path)
+    if kind == "fiix":
+        return FiixHarness(tmp_path)
+    if kind == "oracle":
+        return OracleHarness(tmp_path)
+    if kind == "generic-rest-upkeep":
+        return GenericRestHarness(tmp_path)
     if kind == "sql-sqlite":
         return SqlHarness(f"sqlite:///{tmp_path / 'source.db'}")
     if kind == "sql-postgres":
@@ -57,10 +84,10 @@ def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Connecto
     built.close()
 
 
-@pytest.fixture(params=[p for p in HARNESSES if p.values[0].startswith("maximo")])
-def http_harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MaximoHarness]:
+@pytest.fixture(params=[p for p in HARNESSES if not str(p.values[0]).startswith("sql")])
+def http_harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HttpContract]:
     built = build(request.param, tmp_path, request)
-    assert isinstance(built, MaximoHarness)
+    assert isinstance(built, HttpContract)
     yield built
     built.close()
 
@@ -81,7 +108,10 @@ def read_ids(
     return ids, cursor, pages
 
 
-def without_versions(cursor: Cursor) -> set[str]:
+def without_versions(harness: ConnectorHarness, cursor: Cursor) -> set[str]:
+    """The canonical ids at the cursor's mark, without row versions."""
+    if isinstance(harness, HttpContract):
+        return harness.cursor_ids(cursor)
     return {record_id.split("@")[0] for record_id in cursor.ids_at_mark}
 
 
@@ -95,13 +125,16 @@ def test_pagination_reads_every_row_exactly_once(harness: ConnectorHarness) -> N
     assert pages == 5
     assert cursor is not None
     # The newest three orders share one timestamp: all three are listed at the mark.
-    assert without_versions(cursor) == {"BEDFORD/1021", "BEDFORD/1022", "BEDFORD/1023"}
+    assert without_versions(harness, cursor) == {"BEDFORD/1021", "BEDFORD/1022", "BEDFORD/1023"}
 
 
 def test_text_columns_are_arrow_backed(harness: ConnectorHarness) -> None:
     page = next(iter(harness.read(harness.connector(), since=None, page_size=PAGE)))
-    assert page.frame["wonum"].dtype == pd.StringDtype("pyarrow")
-    assert page.frame["description"].dtype == pd.StringDtype("pyarrow")
+    columns = (
+        harness.text_columns if isinstance(harness, HttpContract) else ("wonum", "description")
+    )
+    for column in columns:
+        assert page.frame[column].dtype == pd.StringDtype("pyarrow")
 
 
 def test_incremental_read_returns_exactly_the_new_rows(harness: ConnectorHarness) -> None:
@@ -117,7 +150,7 @@ def test_incremental_read_returns_exactly_the_new_rows(harness: ConnectorHarness
 
     ids, after, _ = read_ids(harness, connector, since=cursor)
     assert sorted(ids) == sorted(same | newer)
-    assert after is not None and without_versions(after) == newer
+    assert after is not None and without_versions(harness, after) == newer
 
     again, unchanged, pages = read_ids(harness, connector, since=after)
     assert again == [] and pages == 0 and unchanged == after
@@ -146,102 +179,102 @@ def test_health_check_ok(harness: ConnectorHarness) -> None:
 def test_health_check_fails_when_the_system_is_down(harness: ConnectorHarness) -> None:
     status = harness.unreachable().health_check()
     assert not status.ok
-    assert status.detail.split(":")[0].startswith(("maximo", "sql"))
+    assert status.detail.split(":")[0].startswith(harness.name)
 
 
 def test_write_back_is_visible_on_the_next_read(harness: ConnectorHarness) -> None:
     if not harness.writes:
         pytest.skip(f"{harness.name} is read-only")
-    assert isinstance(harness, MaximoHarness)
+    assert isinstance(harness, HttpContract)
     connector = harness.connector()
     _, cursor, _ = read_ids(harness, connector)
     created = harness.create(connector, "Investigate seal leak found on vibration route")
     ids, cursor, _ = read_ids(harness, connector, since=cursor)
     assert ids == [created]
-    harness.update(connector, created, "INPRG")
+    column, value = harness.update_and_expect(connector, created)
     pages = list(harness.read(connector, since=cursor, page_size=PAGE))
     frame = pd.concat([p.frame for p in pages])
-    row = frame[(frame["siteid"] + "/" + frame["wonum"]) == created]
-    assert row["status"].tolist() == ["INPRG"]
+    assert harness.column_of(frame, created, column) == [value]
 
 
 # -- HTTP connectors: retries, errors, limits ----------------------------------------------
 
 
-def test_throttling_is_retried_honouring_retry_after(http_harness: MaximoHarness) -> None:
+def test_throttling_is_retried_honouring_retry_after(http_harness: HttpContract) -> None:
     http_harness.server.throttle_next(1, retry_after="1")
     started = time.monotonic()
     ids, _, _ = read_ids(http_harness, http_harness.connector())
     assert sorted(ids) == sorted(http_harness.seeded_ids())
     assert time.monotonic() - started >= 0.95
-    assert [r.status for r in http_harness.server.requests[:2]] == [429, 200]
+    assert http_harness.data_statuses()[:2] == [429, 200]
 
 
-def test_server_errors_are_retried_within_bounds(http_harness: MaximoHarness) -> None:
+def test_server_errors_are_retried_within_bounds(http_harness: HttpContract) -> None:
     http_harness.server.fail_next(1, status=500)
     http_harness.server.fail_next(1, status=503)
     ids, _, _ = read_ids(http_harness, http_harness.connector(max_attempts=3))
     assert sorted(ids) == sorted(http_harness.seeded_ids())
 
 
-def test_persistent_server_errors_give_up_with_server_error(http_harness: MaximoHarness) -> None:
+def test_persistent_server_errors_give_up_with_server_error(http_harness: HttpContract) -> None:
     http_harness.server.fail_next(10, status=503)
     with pytest.raises(ServerError) as caught:
         read_ids(http_harness, http_harness.connector(max_attempts=3))
     message = str(caught.value)
-    assert message.startswith("maximo: GET http://127.0.0.1")
+    assert message.startswith(f"{http_harness.name}: {http_harness.read_method} http://127.0.0.1")
     assert "HTTP 503" in message and "gave up after 3 attempts" in message
-    assert http_harness.server.count() == 3
+    assert http_harness.data_count() == 3
 
 
-def test_persistent_throttling_gives_up_with_throttled(http_harness: MaximoHarness) -> None:
+def test_persistent_throttling_gives_up_with_throttled(http_harness: HttpContract) -> None:
     http_harness.server.throttle_next(10, retry_after="0")
     with pytest.raises(Throttled) as caught:
         read_ids(http_harness, http_harness.connector(max_attempts=3))
     assert "HTTP 429" in str(caught.value) and "requests_per_second" in str(caught.value)
-    assert http_harness.server.count() == 3
+    assert http_harness.data_count() == 3
 
 
-def test_retry_after_beyond_the_limit_fails_at_once(http_harness: MaximoHarness) -> None:
+def test_retry_after_beyond_the_limit_fails_at_once(http_harness: HttpContract) -> None:
     http_harness.server.throttle_next(1, retry_after="3600")
     started = time.monotonic()
     with pytest.raises(Throttled) as caught:
         read_ids(http_harness, http_harness.connector(max_retry_after_seconds=60))
     assert time.monotonic() - started < 2
     assert "asks to wait 3600 s" in str(caught.value)
-    assert http_harness.server.count() == 1
+    assert http_harness.data_count() == 1
 
 
 def test_refused_credentials_name_the_system_and_what_to_check(
-    http_harness: MaximoHarness,
+    http_harness: HttpContract,
 ) -> None:
     connector = http_harness.connector(**http_harness.wrong_credentials())
     with pytest.raises(AuthenticationError) as caught:
         read_ids(http_harness, connector)
     message = str(caught.value)
-    assert message.startswith("maximo:") and "HTTP 401" in message
-    assert "BMXAA" in message and "Check " in message
-    assert "revoked-key" not in message and "wrong" not in message.split("Check")[0]
-    assert http_harness.server.count() == 1  # not retried
+    assert message.startswith(f"{http_harness.name}:") and "HTTP 401" in message
+    assert http_harness.auth_marker in message and "Check " in message
+    assert not any(secret in message for secret in http_harness.wrong_secrets())
+    assert "wrong" not in message.split("Check")[0]
+    assert http_harness.refused() == 1  # not retried, not logged in again
 
 
-def test_malformed_json_is_a_bad_response_naming_the_url(http_harness: MaximoHarness) -> None:
+def test_malformed_json_is_a_bad_response_naming_the_url(http_harness: HttpContract) -> None:
     http_harness.server.malformed_next(1)
     with pytest.raises(BadResponse) as caught:
         read_ids(http_harness, http_harness.connector())
     message = str(caught.value)
-    assert f"GET {http_harness.server.api_url}/os/mxwo?" in message
+    assert http_harness.read_prefix() in message
     assert "not valid JSON" in message
-    assert http_harness.server.count() == 1  # not retried: the same request gets the same body
+    assert http_harness.data_count() == 1  # not retried: the same request gets the same body
 
 
-def test_a_slow_answer_times_out_and_is_retried(http_harness: MaximoHarness) -> None:
+def test_a_slow_answer_times_out_and_is_retried(http_harness: HttpContract) -> None:
     http_harness.server.slow_next(1, seconds=1.0)
     ids, _, _ = read_ids(http_harness, http_harness.connector(read_timeout_seconds=0.3))
     assert sorted(ids) == sorted(http_harness.seeded_ids())
 
 
-def test_rate_limit_spaces_requests(http_harness: MaximoHarness) -> None:
+def test_rate_limit_spaces_requests(http_harness: HttpContract) -> None:
     connector = http_harness.connector(requests_per_second=10, burst=1)
     started = time.monotonic()
     _, _, pages = read_ids(http_harness, connector)
@@ -275,8 +308,13 @@ def test_sqlite_text_timestamps_in_mixed_formats_are_compared_as_instants(
         )
     engine.dispose()
     connector = SqlConnector(url=url)
-    first = next(iter(connector.read_table("readings", cursor_column="changed",
-                                           key_columns=["id"], page_size=2)))  # fmt: skip
+    first = next(
+        iter(
+            connector.read_table(
+                "readings", cursor_column="changed", key_columns=["id"], page_size=2
+            )
+        )
+    )
     assert first.frame["id"].tolist() == ["a", "b"]
     rest = connector.read_table(
         "readings", cursor_column="changed", key_columns=["id"], since=first.cursor

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from integration_platform.connectors.errors import BadResponse
+from integration_platform.connectors.errors import AuthenticationError, BadResponse
 from integration_platform.settings import ConfigError
 
 if TYPE_CHECKING:
@@ -37,6 +37,10 @@ class Auth:
 
     def invalidate(self) -> None:
         """Forget a cached token after the system refused it."""
+
+    def refresh_on(self, error: AuthenticationError) -> bool:
+        """Whether logging in again may cure ``error`` (not when the login itself failed)."""
+        return self.refreshable and not error.at_login
 
 
 @dataclass
@@ -87,7 +91,11 @@ class _CachedToken(Auth):
     def token(self, client: RestClient) -> str:
         with self._lock:
             if self._token is None or time.monotonic() >= self._expires_at:
-                self._token, lifetime = self.fetch(client)
+                try:
+                    self._token, lifetime = self.fetch(client)
+                except AuthenticationError as exc:
+                    exc.at_login = True
+                    raise
                 self._expires_at = time.monotonic() + max(lifetime - 30.0, lifetime / 2)
             return self._token
 
@@ -191,6 +199,70 @@ class HmacUrlSignature(Auth):
             },
         )
         request.headers[self.header] = sign_url(str(request.url), self.secret)
+
+
+@dataclass
+class CsrfToken(Auth):
+    """SAP Gateway's CSRF protection around another scheme (Basic, OAuth2); a wrapper, so
+    not chosen by name.
+
+    Writes (anything but GET/HEAD/OPTIONS) carry ``X-CSRF-Token``, fetched once with a GET of
+    ``fetch_path`` and ``X-CSRF-Token: Fetch``; the token belongs to the session cookies set
+    by that GET, which the client's session keeps and sends. A write refused with ``403`` and
+    ``x-csrf-token: Required`` was not applied: the token is dropped and the write is sent
+    once more with a fresh one (sessions are lost behind load balancers without affinity).
+    """
+
+    name: ClassVar[str] = "csrf_token"
+    refreshable: ClassVar[bool] = True
+    inner: Auth = field(default_factory=lambda: NoAuth())
+    fetch_path: str = "/"
+    header: str = "X-CSRF-Token"
+    fetches: int = field(default=0, init=False)
+    _token: str | None = field(default=None, init=False, repr=False)
+    # Re-entrant: a token fetch refused with 401 invalidates this scheme from the same thread.
+    _lock: Any = field(default_factory=threading.RLock, init=False, repr=False)
+
+    def apply(self, request: requests.PreparedRequest, client: RestClient) -> None:
+        self.inner.apply(request, client)
+        if (request.method or "GET").upper() in ("GET", "HEAD", "OPTIONS"):
+            return
+        request.headers[self.header] = self.token(client)
+        # The request was prepared before the token's session cookies existed.
+        request.headers.pop("Cookie", None)
+        request.prepare_cookies(client.session.cookies)
+
+    def token(self, client: RestClient) -> str:
+        with self._lock:
+            if self._token is None:
+                response = client.request(
+                    "GET", self.fetch_path, headers={self.header: "Fetch"}, retry=True
+                )
+                token = response.headers.get(self.header)
+                if not token or token.lower() == "required":
+                    raise BadResponse(
+                        system=client.system,
+                        method="GET",
+                        url=client.url(self.fetch_path),
+                        status=response.status_code,
+                        detail=f"the answer to {self.header}: Fetch carries no token",
+                        hint="check that the user may write to this service",
+                    )
+                self._token = token
+                self.fetches += 1
+            return self._token
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._token = None
+
+    def refresh_on(self, error: AuthenticationError) -> bool:
+        if error.headers.get(self.header.lower(), "").lower() == "required":
+            return True
+        if self.inner.refresh_on(error):
+            self.inner.invalidate()
+            return True
+        return False
 
 
 def sign_url(url: str, secret: str) -> str:

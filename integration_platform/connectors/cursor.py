@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     import pandas as pd
 
-MarkKind = Literal["timestamp", "number", "text"]
+# "epoch_ms": a timestamp sent as milliseconds since 1970 (Fiix dtm* fields); the mark is
+# kept as a UTC timestamp all the same.
+MarkKind = Literal["timestamp", "number", "text", "epoch_ms"]
+TIMESTAMP_KINDS = ("timestamp", "epoch_ms")
+# OData V2 (SAP Gateway) date-times: "/Date(1501027200000)/", optionally "+0000"-style offset
+# (the milliseconds are UTC either way).
+ODATA_V2_DATE = r"^/Date\((-?\d+)(?:[+-]\d{4})?\)/$"
 
 
 @dataclass(frozen=True)
@@ -34,7 +40,7 @@ class Cursor:
     def to_json(self) -> str:
         """Text for durable storage (a Dagster cursor, the state database)."""
         mark = self.high_water_mark
-        if self.kind == "timestamp":
+        if self.kind in TIMESTAMP_KINDS:
             mark = mark.isoformat()
         elif self.kind == "number":
             mark = int(mark) if float(mark).is_integer() else float(mark)
@@ -50,7 +56,7 @@ class Cursor:
         data = json.loads(text)
         kind = data.get("kind", "timestamp")
         mark = data["high_water_mark"]
-        if kind == "timestamp":
+        if kind in TIMESTAMP_KINDS:
             mark = pd.Timestamp(mark)
             mark = mark.tz_convert("UTC") if mark.tzinfo is not None else mark
         return cls(mark, frozenset(data.get("ids_at_mark", ())), kind)
@@ -72,10 +78,19 @@ def marks(values: pd.Series, kind: MarkKind | None = None) -> pd.Series:
         return pd.to_numeric(values)
     if kind == "text":
         return values.astype("string[pyarrow]")
+    if kind == "epoch_ms":
+        return pd.to_datetime(pd.to_numeric(values), unit="ms", utc=True)
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
         tz = getattr(values.dtype, "tz", None)
         return values.dt.tz_convert("UTC") if tz is not None else values
-    parsed = pd.to_datetime(values.astype(object), utc=True, format="ISO8601")
+    text = values.astype(object)
+    odata = values.astype("string").str.extract(ODATA_V2_DATE, expand=False)
+    if odata.notna().any():
+        from_ms = pd.to_datetime(pd.to_numeric(odata), unit="ms", utc=True)
+        rest = text.where(odata.isna(), None)
+        parsed = pd.to_datetime(rest, utc=True, format="ISO8601")
+        return from_ms.where(odata.notna(), parsed)
+    parsed = pd.to_datetime(text, utc=True, format="ISO8601")
     return parsed
 
 

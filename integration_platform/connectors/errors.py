@@ -7,6 +7,7 @@ the server said, and what to check.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 SECRET_ENDINGS = ("key", "token", "secret", "password", "passwd", "signature", "sig", "auth")
@@ -92,12 +93,22 @@ class ConnectorError(Exception):
 
 
 class AuthenticationError(ConnectorError):
-    """401/403: the credentials were refused or lack a permission."""
+    """401/403: the credentials were refused or lack a permission.
+
+    ``headers`` keeps the response headers (lower-case names) because some refusals are
+    challenges a scheme can answer (SAP's ``x-csrf-token: Required``); ``at_login`` marks a
+    refused login or token request, which logging in again cannot fix.
+    """
 
     default_hint = (
         "check the credentials configured for this connection (their environment variables) "
         "and that the account is active and allowed to use the API"
     )
+
+    def __init__(self, *, headers: Mapping[str, str] | None = None, **kwargs: object) -> None:
+        self.headers = {str(k).lower(): str(v) for k, v in (headers or {}).items()}
+        self.at_login = False
+        super().__init__(**kwargs)  # type: ignore[arg-type]
 
 
 class NotFound(ConnectorError):

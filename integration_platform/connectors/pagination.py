@@ -18,11 +18,14 @@ from integration_platform.settings import ConfigError
 @dataclass(frozen=True)
 class PageRequest:
     """What to fetch: a URL with its query parameters and extra headers. Next links from a
-    server already hold their query string, so ``params`` is empty for them."""
+    server already hold their query string, so ``params`` is empty for them. RPC-style APIs
+    (Fiix) read with a POST whose JSON body carries the paging state."""
 
     url: str
     params: Mapping[str, Any] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
+    method: str = "GET"
+    json: Any = None
 
 
 class PaginatorError(ValueError):
@@ -74,7 +77,9 @@ class _NextLink(Paginator):
             return None
         if not isinstance(link, str):
             raise PaginatorError(f"the next-page link at {self.next_path!r} is not text")
-        return PageRequest(url=link, params={}, headers=request.headers)
+        return PageRequest(
+            url=link, params={}, headers=request.headers, method=request.method, json=request.json
+        )
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,14 @@ if TYPE_CHECKING:
 CONNECTORS: dict[str, str] = {
     # CMMS / EAM
     "maximo": "integration_platform.connectors.cmms.maximo:MaximoConnector",
+    "upkeep": "integration_platform.connectors.cmms.upkeep:UpKeepConnector",
+    "fiix": "integration_platform.connectors.cmms.fiix:FiixConnector",
+    # ERP with plant maintenance
+    "sap": "integration_platform.connectors.erp.sap:SapConnector",
+    "dynamics": "integration_platform.connectors.erp.dynamics:DynamicsConnector",
+    "oracle": "integration_platform.connectors.erp.oracle:OracleConnector",
+    # Any JSON REST API, declared by fields
+    "generic_rest": "integration_platform.connectors.generic_rest:GenericRestConnector",
     # Databases
     "sql": "integration_platform.connectors.sql:SqlConnector",
 }

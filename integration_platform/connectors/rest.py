@@ -15,26 +15,28 @@ Three layers, as in the Singer SDK:
 from __future__ import annotations
 
 import email.utils
+import json as _json
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from integration_platform.connectors.auth import Auth
+from integration_platform.connectors.auth import Auth, dig
 from integration_platform.connectors.base import (
+    TEXT_DTYPE,
     HealthStatus,
     Page,
     records_to_frame,
     resolve_secret,
 )
-from integration_platform.connectors.cursor import Cursor, advance, drop_seen
+from integration_platform.connectors.cursor import Cursor, MarkKind, advance, drop_seen, marks
 from integration_platform.connectors.errors import (
     AuthenticationError,
     BadResponse,
@@ -48,6 +50,7 @@ from integration_platform.connectors.errors import (
 )
 from integration_platform.connectors.pagination import (
     PageRequest,
+    Paginator,
     PaginatorError,
     build_paginator,
 )
@@ -277,8 +280,8 @@ class RestClient:
             kwargs = dict(params=params, json=json, data=data, headers=headers)
             try:
                 return self._once(method, path_or_url, record_id, authenticate, **kwargs)
-            except AuthenticationError:
-                if not (authenticate and self.auth.refreshable):
+            except AuthenticationError as exc:
+                if not (authenticate and self.auth.refreshable and self.auth.refresh_on(exc)):
                     raise
                 # A cached token may have expired on the server's side: log in again once.
                 self.auth.invalidate()
@@ -356,7 +359,9 @@ class RestClient:
             )
         detail = error_detail(response)
         if status in (401, 403):
-            raise AuthenticationError(**where, detail=detail, hint=self.auth_hint)
+            raise AuthenticationError(
+                **where, detail=detail, hint=self.auth_hint, headers=response.headers
+            )
         if status == 404:
             raise NotFound(**where, detail=detail)
         if status in (409, 412):
@@ -398,16 +403,25 @@ class RestClient:
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         page_size: int | None = None,
+        method: str = "GET",
+        json: Any = None,
     ) -> Iterator[tuple[list[dict[str, Any]], str]]:
         """Raw records page by page, with the URL each page came from. One page is in
-        memory at a time."""
-        request: PageRequest | None = paginator.first(
-            PageRequest(self.url(path), dict(params or {}), dict(headers or {})), page_size
+        memory at a time. A read is safe to repeat, so a POST read (an RPC ``FindRequest``)
+        is retried like a GET."""
+        first = PageRequest(
+            self.url(path), dict(params or {}), dict(headers or {}), method=method, json=json
         )
+        request: PageRequest | None = paginator.first(first, page_size)
         followed: set[str] = set()
         while request is not None:
             response = self.request(
-                "GET", request.url, params=request.params or None, headers=request.headers
+                request.method,
+                request.url,
+                params=request.params or None,
+                headers=request.headers,
+                json=request.json,
+                idempotent=True,
             )
             body = self.json(response)
             try:
@@ -416,7 +430,7 @@ class RestClient:
             except PaginatorError as exc:
                 raise BadResponse(
                     system=self.system,
-                    method="GET",
+                    method=request.method,
                     url=response.url,
                     status=response.status_code,
                     detail=str(exc),
@@ -425,10 +439,12 @@ class RestClient:
             if following is not None:
                 following = self._on_our_host(following, response.url)
                 fingerprint = f"{following.url}?{sorted(following.params.items())}"
+                if following.json is not None:
+                    fingerprint += _json.dumps(following.json, sort_keys=True, default=str)
                 if fingerprint in followed:
                     raise BadResponse(
                         system=self.system,
-                        method="GET",
+                        method=request.method,
                         url=response.url,
                         status=response.status_code,
                         detail="the next-page link repeats a page already read",
@@ -437,8 +453,7 @@ class RestClient:
             request = following
 
     def _on_our_host(self, request: PageRequest, current_url: str) -> PageRequest:
-        url = self.on_our_host(request.url, current_url)
-        return PageRequest(url=url, params=request.params, headers=request.headers)
+        return replace(request, url=self.on_our_host(request.url, current_url))
 
     def on_our_host(self, url: str, current_url: str | None = None) -> str:
         """A link from the system, resolved and kept on the configured host.
@@ -488,11 +503,22 @@ class RestStream:
     path: str
     primary_key: tuple[str, ...]
     replication_key: str | None = None
+    # A column, or a "/"-path into the record (``__metadata/etag``).
     version_key: str | None = None
     fields: tuple[str, ...] = ()
-    paginator: str = "offset"
+    # A name from ``pagination.PAGINATORS``, or a system's own ``Paginator`` instance.
+    paginator: str | Paginator = "offset"
     paginator_options: Mapping[str, Any] = field(default_factory=dict)
     params: Mapping[str, Any] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    method: str = "GET"
+    # How the replication key's text is read: ISO timestamps (and OData V2 "/Date(ms)/"),
+    # epoch milliseconds (Fiix dtm*), or numbers; None guesses from the values.
+    replication_kind: MarkKind | None = None
+    # False when the source cannot filter or order by the replication key: every read then
+    # scans the collection, keeps what the cursor does not cover and yields it in cursor
+    # order, so a cursor saved after any page is exact.
+    server_ordered: bool = True
 
 
 # -- layer 1: the resource -----------------------------------------------------------------
@@ -538,9 +564,15 @@ class RestConnector(dg.ConfigurableResource):
     def build_auth(self) -> Auth:
         raise NotImplementedError
 
+    def system_label(self) -> str:
+        """The system's name in messages (a configured name for generic connectors)."""
+        return self.system
+
     def root_url(self) -> str:
         """``base_url`` without a trailing slash (resolving a ``dg.EnvVar`` outside a run)."""
-        return resolve_secret(self.base_url, field="base_url", system=self.system).rstrip("/")
+        return resolve_secret(self.base_url, field="base_url", system=self.system_label()).rstrip(
+            "/"
+        )
 
     def api_url(self) -> str:
         """URL that stream paths and ``health_path`` are relative to."""
@@ -559,6 +591,19 @@ class RestConnector(dg.ConfigurableResource):
         """Query parameters for reading ``stream`` from ``since``; vendors add filters."""
         return dict(stream.params)
 
+    def stream_headers(self, stream: RestStream, *, since: Cursor | None) -> dict[str, str]:
+        """Request headers for reading ``stream`` (OData ``Prefer`` preferences...)."""
+        return dict(stream.headers)
+
+    def stream_body(self, stream: RestStream, *, since: Cursor | None) -> Any:
+        """The JSON body of a read sent as POST (RPC APIs); None for a GET."""
+        return None
+
+    def probe(self) -> Any:
+        """The health check's one request, without retries; its JSON body."""
+        response = self.client.request("GET", self.health_path, retry=False)
+        return self.client.json(response)
+
     # -- shared behaviour ------------------------------------------------------------------
 
     @property
@@ -566,7 +611,7 @@ class RestConnector(dg.ConfigurableResource):
         """The connector's client, built on first use (no network or session at import)."""
         if self._client is None:
             self._client = RestClient(
-                system=self.system,
+                system=self.system_label(),
                 base_url=self.api_url(),
                 auth=self.build_auth(),
                 connect_timeout=self.connect_timeout_seconds,
@@ -594,8 +639,7 @@ class RestConnector(dg.ConfigurableResource):
         check must answer quickly, and report instead of raise."""
         started = time.perf_counter()
         try:
-            response = self.client.request("GET", self.health_path, retry=False)
-            body = self.client.json(response)
+            body = self.probe()
             ok, detail = True, self.describe_health(body)
         except (ConnectorError, ConfigError) as exc:
             ok, detail = False, str(exc)
@@ -603,7 +647,7 @@ class RestConnector(dg.ConfigurableResource):
         return HealthStatus(ok=ok, latency_ms=round(latency_ms, 1), detail=detail)
 
     def describe_health(self, body: Any) -> str:
-        return f"{self.system} answered at {self.api_url()}"
+        return f"{self.system_label()} answered at {self.api_url()}"
 
     def read_stream(
         self,
@@ -617,22 +661,34 @@ class RestConnector(dg.ConfigurableResource):
         Rows the cursor already covers (the source is asked for ``>= mark``) are dropped, and
         pages left empty by that are skipped.
         """
-        paginator = build_paginator(stream.paginator, **stream.paginator_options)
-        params = self.stream_params(stream, since=since, page_size=page_size)
-        cursor = since
-        pages = self.client.paginate(
-            stream.path, paginator=paginator, params=params, page_size=page_size
+        paginator = (
+            stream.paginator
+            if isinstance(stream.paginator, Paginator)
+            else build_paginator(stream.paginator, **stream.paginator_options)
         )
+        params = self.stream_params(stream, since=since, page_size=page_size)
+        pages: Iterator[tuple[list[dict[str, Any]], str]] = self.client.paginate(
+            stream.path,
+            paginator=paginator,
+            params=params,
+            headers=self.stream_headers(stream, since=since),
+            page_size=page_size,
+            method=stream.method,
+            json=self.stream_body(stream, since=since),
+        )
+        if stream.replication_key and not stream.server_ordered:
+            pages = self._in_cursor_order(stream, pages, since=since, page_size=page_size)
+        cursor = since
         for number, (records, url) in enumerate(pages, start=1):
-            frame = records_to_frame(records, stream.fields)
+            frame, version = versioned_frame(stream, records)
             if stream.replication_key:
-                check_columns(self.system, stream, frame, url)
+                check_columns(self.system_label(), stream, frame, url)
                 frame = drop_seen(
                     frame,
                     cursor,
                     cursor_field=stream.replication_key,
                     key_fields=stream.primary_key,
-                    version_field=stream.version_key,
+                    version_field=version,
                 )
                 if frame.empty:
                     continue
@@ -641,9 +697,67 @@ class RestConnector(dg.ConfigurableResource):
                     frame,
                     cursor_field=stream.replication_key,
                     key_fields=stream.primary_key,
-                    version_field=stream.version_key,
+                    version_field=version,
+                    kind=stream.replication_kind,
                 )
+            if version == NESTED_VERSION:
+                frame = frame.drop(columns=[NESTED_VERSION])
             yield Page(frame=frame, cursor=cursor, number=number, url=url)
+
+    def _in_cursor_order(
+        self,
+        stream: RestStream,
+        pages: Iterator[tuple[list[dict[str, Any]], str]],
+        *,
+        since: Cursor | None,
+        page_size: int | None,
+    ) -> Iterator[tuple[list[dict[str, Any]], str]]:
+        """The whole collection, less what ``since`` covers, re-paged in cursor order. Only
+        the rows not yet read are held, one record list at a time from the source."""
+        field = stream.replication_key or ""
+        kept: list[dict[str, Any]] = []
+        url = ""
+        for records, url in pages:
+            frame, version = versioned_frame(stream, records)
+            check_columns(self.system_label(), stream, frame, url)
+            frame["__position"] = range(len(records))
+            fresh = drop_seen(
+                frame,
+                since,
+                cursor_field=field,
+                key_fields=stream.primary_key,
+                version_field=version,
+            )
+            kept += [records[int(i)] for i in fresh["__position"]]
+        if not kept:
+            return
+        frame = records_to_frame(kept, stream.fields)
+        kind = since.kind if since is not None else stream.replication_kind
+        # Rows without a cursor value first (they are always re-read), then by mark and key.
+        rank = marks(frame[field], kind).rank(method="min").fillna(0).tolist()
+        keys = ["/".join(str(record.get(name)) for name in stream.primary_key) for record in kept]
+        ordered = sorted(range(len(kept)), key=lambda i: (rank[i], keys[i]))
+        size = page_size or len(kept)
+        for start in range(0, len(ordered), size):
+            yield [kept[i] for i in ordered[start : start + size]], url
+
+
+NESTED_VERSION = "__version"
+
+
+def versioned_frame(stream: RestStream, records: list[dict[str, Any]]) -> tuple[Any, str | None]:
+    """The page's frame and the column holding the row version. A version nested in the
+    record (OData V2 ``__metadata/etag``) is lifted into a temporary column for the cursor."""
+    frame = records_to_frame(records, stream.fields)
+    if not stream.version_key or "/" not in stream.version_key:
+        return frame, stream.version_key
+    import pandas as pd
+
+    values = [dig(record, stream.version_key) for record in records]
+    frame[NESTED_VERSION] = pd.array(
+        [None if v is None else str(v) for v in values], dtype=TEXT_DTYPE
+    )
+    return frame, NESTED_VERSION
 
 
 def check_columns(system: str, stream: RestStream, frame: Any, url: str) -> None:

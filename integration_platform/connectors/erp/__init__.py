@@ -1,0 +1,1 @@
+"""Connectors for ERP systems with plant maintenance (SAP, Dynamics 365, Oracle Fusion)."""

@@ -1,0 +1,283 @@
+"""SAP S/4HANA plant maintenance through OData: maintenance orders (API_MAINTENANCEORDER)
+and equipment (API_EQUIPMENT), V2 or V4.
+
+V2 (SAP Gateway) answers ``d.results`` with ``d.__next`` links carrying a ``$skiptoken``; the
+server chooses the page size, and ``$top``/``$skip`` are not used because client paging can
+skip or repeat rows while records change. V4 answers ``value[]`` with ``@odata.nextLink`` and
+takes the page size as ``Prefer: odata.maxpagesize``. Reads filter ``LastChangeDateTime ge``
+the cursor's mark and order by it and the key, so the cursor advances page by page.
+
+Writes go through SAP's CSRF protection: a token fetched with ``X-CSRF-Token: Fetch`` on the
+service root, sent with the session cookies of that fetch, and fetched again once when a write
+is refused with ``403`` / ``x-csrf-token: Required`` (the write was not applied).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+from typing_extensions import override
+
+from integration_platform.connectors.auth import (
+    Auth,
+    BasicAuth,
+    CsrfToken,
+    OAuth2ClientCredentials,
+)
+from integration_platform.connectors.base import Page, resolve_secret
+from integration_platform.connectors.cursor import Cursor
+from integration_platform.connectors.rest import RestConnector, RestStream
+
+SERVICES: dict[str, dict[str, str]] = {
+    "v2": {
+        "orders": "/sap/opu/odata/sap/API_MAINTENANCEORDER",
+        "equipment": "/sap/opu/odata/sap/API_EQUIPMENT",
+    },
+    "v4": {
+        "orders": "/sap/opu/odata4/sap/api_maintenanceorder/srvd/sap/api_maintenanceorder/0001",
+        "equipment": "/sap/opu/odata4/sap/api_equipment/srvd/sap/api_equipment/0001",
+    },
+}
+MAINTENANCE_ORDER_FIELDS = (
+    "MaintenanceOrder",
+    "MaintenanceOrderType",
+    "MaintenanceOrderDesc",
+    "MaintenancePlant",
+    "MaintenancePlanningPlant",
+    "Equipment",
+    "FunctionalLocation",
+    "MaintPriority",
+    "SystemStatusText",
+    "MaintOrderCreationDateTime",
+    "LastChangeDateTime",
+)
+EQUIPMENT_FIELDS = (
+    "Equipment",
+    "ValidityEndDate",
+    "EquipmentName",
+    "TechnicalObjectType",
+    "AssetManufacturerName",
+    "ManufacturerSerialNumber",
+    "MaintenancePlant",
+    "MaintenancePlanningPlant",
+    "ABCIndicator",
+    "LastChangeDateTime",
+)
+# Where a record's ETag is (sent only by ETag-enabled services; rows without one are keyed by
+# id alone). It lets the cursor tell a second change within the same second from a row read.
+VERSION_KEYS = {"v2": "__metadata/etag", "v4": "@odata.etag"}
+# The current time segment of an equipment ends on 9999-12-31.
+END_OF_TIME = {"v2": "datetime'9999-12-31T00:00:00'", "v4": "9999-12-31"}
+
+
+class SapConnector(RestConnector):
+    """SAP S/4HANA maintenance orders and equipment: incremental reads, creates, updates."""
+
+    system: ClassVar[str] = "sap"
+
+    odata_version: Literal["v2", "v4"] = Field(
+        default="v2", description="OData V2 (/sap/opu/odata) or V4 (/sap/opu/odata4) services."
+    )
+    auth_method: Literal["basic", "oauth2"] = Field(
+        default="basic", description="basic (on-premise) or oauth2 client credentials (cloud)."
+    )
+    username: str | None = Field(default=None, description="User for basic; use dg.EnvVar.")
+    password: str | None = Field(default=None, description="Password for basic; dg.EnvVar.")
+    client_id: str | None = Field(default=None, description="OAuth2 client id; dg.EnvVar.")
+    client_secret: str | None = Field(default=None, description="OAuth2 secret; dg.EnvVar.")
+    token_url: str | None = Field(
+        default=None, description="OAuth2 token endpoint (absolute, or relative to base_url)."
+    )
+    scope: str | None = Field(default=None, description="OAuth2 scope, where the IdP needs it.")
+    sap_client: str | None = Field(
+        default=None, description="SAP client (mandant), sent as the sap-client header."
+    )
+    maintenance_order_service: str | None = Field(
+        default=None, description="Service path override for API_MAINTENANCEORDER."
+    )
+    equipment_service: str | None = Field(
+        default=None, description="Service path override for API_EQUIPMENT."
+    )
+    page_size: int = Field(
+        default=1000, ge=1, description="V4 odata.maxpagesize; V2 pages are sized by the server."
+    )
+    current_equipment_only: bool = Field(
+        default=True, description="Read only the current time segment of each equipment."
+    )
+    update_method: Literal["PATCH", "MERGE"] = Field(
+        default="PATCH", description="HTTP method of V2 updates (Gateway takes PATCH or MERGE)."
+    )
+    conditional_updates: bool = Field(
+        default=False,
+        description="Send the record's ETag as If-Match on updates so a stale update fails with "
+        "Conflict (check that the service is ETag-enabled; not every release is).",
+    )
+
+    # -- declarations ----------------------------------------------------------------------
+
+    def orders_service(self) -> str:
+        return self.maintenance_order_service or SERVICES[self.odata_version]["orders"]
+
+    def work_orders_stream(self) -> RestStream:
+        return RestStream(
+            name="maintenance_orders",
+            path=f"{self.orders_service()}/MaintenanceOrder",
+            primary_key=("MaintenanceOrder",),
+            replication_key="LastChangeDateTime",
+            version_key=VERSION_KEYS[self.odata_version],
+            fields=MAINTENANCE_ORDER_FIELDS,
+            paginator=f"odata_{self.odata_version}",
+        )
+
+    def equipment_stream(self) -> RestStream:
+        service = self.equipment_service or SERVICES[self.odata_version]["equipment"]
+        current = f"ValidityEndDate eq {END_OF_TIME[self.odata_version]}"
+        return RestStream(
+            name="equipment",
+            path=f"{service}/Equipment",
+            primary_key=("Equipment", "ValidityEndDate"),
+            replication_key="LastChangeDateTime",
+            version_key=VERSION_KEYS[self.odata_version],
+            fields=EQUIPMENT_FIELDS,
+            paginator=f"odata_{self.odata_version}",
+            params={"$filter": current} if self.current_equipment_only else {},
+        )
+
+    # -- hooks -----------------------------------------------------------------------------
+
+    @override
+    def build_auth(self) -> Auth:
+        inner: Auth
+        if self.auth_method == "basic":
+            inner = BasicAuth(
+                username=resolve_secret(self.username, field="username", system=self.system),
+                password=resolve_secret(self.password, field="password", system=self.system),
+            )
+        else:
+            token_url = resolve_secret(self.token_url, field="token_url", system=self.system)
+            inner = OAuth2ClientCredentials(
+                token_url=token_url if "://" in token_url else f"{self.root_url()}{token_url}",
+                client_id=resolve_secret(self.client_id, field="client_id", system=self.system),
+                client_secret=resolve_secret(
+                    self.client_secret, field="client_secret", system=self.system
+                ),
+                scope=self.scope,
+            )
+        return CsrfToken(inner=inner, fetch_path=f"{self.orders_service()}/")
+
+    @override
+    def auth_hint(self) -> str:
+        if self.auth_method == "basic":
+            return (
+                "check username and password (SAP_USERNAME, SAP_PASSWORD by convention), that "
+                "the user is not locked, holds the service's authorizations, and that "
+                "sap_client names the right client"
+            )
+        return (
+            "check client_id, client_secret and token_url (SAP_CLIENT_ID, SAP_CLIENT_SECRET, "
+            "SAP_TOKEN_URL by convention) and that the communication arrangement grants the "
+            "service"
+        )
+
+    @override
+    def default_headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self.sap_client:
+            headers["sap-client"] = self.sap_client
+        return headers
+
+    @override
+    def stream_params(
+        self, stream: RestStream, *, since: Cursor | None, page_size: int | None
+    ) -> dict[str, Any]:
+        key = stream.replication_key or "LastChangeDateTime"
+        filters = [stream.params["$filter"]] if "$filter" in stream.params else []
+        if since is not None:
+            filters.append(f"{key} ge {odata_instant(since.high_water_mark, self.odata_version)}")
+        params: dict[str, Any] = {
+            "$select": ",".join(stream.fields),
+            "$orderby": ",".join(f"{name} asc" for name in (key, *stream.primary_key)),
+        }
+        if filters:
+            params["$filter"] = " and ".join(filters)
+        if self.odata_version == "v2":
+            params["$format"] = "json"
+        return params
+
+    @override
+    def probe(self) -> Any:
+        response = self.client.request("GET", f"{self.orders_service()}/", retry=False)
+        return self.client.json(response)
+
+    @override
+    def describe_health(self, body: Any) -> str:
+        return f"{self.orders_service()} answered at {self.root_url()} (OData {self.odata_version})"
+
+    # -- domain methods --------------------------------------------------------------------
+
+    def read_work_orders(
+        self, *, since: Cursor | None = None, page_size: int | None = None
+    ) -> Iterator[Page]:
+        """Maintenance orders changed at or after ``since`` (all when None), page by page."""
+        return self.read_stream(
+            self.work_orders_stream(), since=since, page_size=page_size or self.page_size
+        )
+
+    def read_equipment(
+        self, *, since: Cursor | None = None, page_size: int | None = None
+    ) -> Iterator[Page]:
+        """Equipment (current time segments unless configured otherwise), page by page."""
+        return self.read_stream(
+            self.equipment_stream(), since=since, page_size=page_size or self.page_size
+        )
+
+    def create_work_order(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a maintenance order; SAP's stored order (with its number) comes back."""
+        response = self.client.request(
+            "POST",
+            self.work_orders_stream().path,
+            json=dict(record),
+            record_id=str(record.get("MaintenanceOrder") or "") or None,
+        )
+        return self._entity(self.client.json(response))
+
+    def update_work_order(
+        self, order: str, changes: Mapping[str, Any], *, etag: str | None = None
+    ) -> None:
+        """Apply ``changes`` to maintenance order ``order`` (SAP answers 204, no body).
+
+        ``etag`` is the version read with the order (``__metadata.etag`` in V2,
+        ``@odata.etag`` in V4); with ``conditional_updates`` a stale one fails with
+        ``Conflict``.
+        """
+        headers = {}
+        if etag and self.conditional_updates:
+            headers["If-Match"] = etag
+        method = self.update_method if self.odata_version == "v2" else "PATCH"
+        self.client.request(
+            method,
+            f"{self.work_orders_stream().path}('{order}')",
+            json=dict(changes),
+            headers=headers,
+            record_id=order,
+            idempotent=True,
+        )
+
+    def _entity(self, body: Any) -> dict[str, Any]:
+        if isinstance(body, Mapping) and isinstance(body.get("d"), Mapping):
+            body = body["d"]
+        return dict(body) if isinstance(body, Mapping) else {"value": body}
+
+
+def odata_instant(mark: Any, version: str) -> str:
+    """A cursor mark as an OData date-time literal in UTC (V2 ``datetimeoffset'...'``)."""
+    import pandas as pd
+
+    moment = pd.Timestamp(mark)
+    moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if moment.microsecond:
+        text += f".{moment.microsecond // 1000:03d}"
+    return f"datetimeoffset'{text}Z'" if version == "v2" else f"{text}Z"

@@ -1,0 +1,344 @@
+"""A Dataverse Web API contract server (Dynamics 365 Field Service work orders).
+
+Follows Microsoft's documented behaviour: ``/api/data/v9.2/msdyn_workorders`` with ``$select``,
+``$filter``, ``$orderby``; the page size only as ``Prefer: odata.maxpagesize`` (``$skip`` is
+refused), ``@odata.nextLink`` with an opaque ``$skiptoken``; formatted values as
+``<column>@OData.Community.Display.V1.FormattedValue`` when asked for with
+``odata.include-annotations``; change tracking with ``Prefer: odata.track-changes``, the last
+page carrying ``@odata.deltaLink`` (``$deltatoken``), a delta read answering changed rows and
+``$deletedEntity`` rows, and refusing ``$filter``/``$orderby`` as Dataverse does; ``@odata.etag``
+on every row and ``If-Match`` on PATCH (412 when stale, ``If-Match: *`` to forbid an upsert);
+OAuth2 client credentials from a token endpoint on the same server (a stand-in for Entra ID).
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from integration_platform_tests.contract_servers import seed
+from integration_platform_tests.contract_servers.odata import (
+    BadQuery,
+    order_by,
+    parse_filter,
+    select,
+    v4_date,
+)
+from integration_platform_tests.contract_servers.vendor_base import (
+    VendorContractServer,
+    now_utc,
+)
+
+API = "/api/data/v9.2"
+TOKEN_PATH = "/contoso-tenant/oauth2/v2.0/token"
+FORMATTED = "@OData.Community.Display.V1.FormattedValue"
+SYSTEM_STATUS = {
+    "WAPPR": 690970000,
+    "APPR": 690970000,
+    "WSCH": 690970001,
+    "WMATL": 690970001,
+    "INPRG": 690970002,
+    "COMP": 690970003,
+    "CLOSE": 690970004,
+    "CAN": 690970005,
+}
+STATUS_NAMES = {
+    690970000: "Unscheduled",
+    690970001: "Scheduled",
+    690970002: "In Progress",
+    690970003: "Completed",
+    690970004: "Posted",
+    690970005: "Canceled",
+}
+PRIORITIES = {1: "Urgent", 2: "High", 3: "Normal", 4: "Low"}
+TYPES = {
+    "CM": "Repair",
+    "EM": "Emergency",
+    "PM": "Preventive",
+    "INSP": "Inspection",
+    "CAL": "Calibration",
+    "LUB": "Preventive",
+    "CLN": "Preventive",
+    "PDM": "Inspection",
+}
+
+
+def guid(kind: str, name: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{kind}/{name}"))
+
+
+def work_order_id(record_id: str) -> str:
+    """The GUID of the work order with canonical id ``SITE/WONUM``."""
+    return guid("msdyn_workorder", record_id)
+
+
+def dataverse_order(order: Mapping[str, Any], *, changed: datetime | None = None) -> dict:
+    changed_at = changed or datetime.fromisoformat(str(order["changedate"]))
+    record_id = f"{order['siteid']}/{order['wonum']}"
+    priority = int(str(order.get("wopriority", 3)))
+    return {
+        "msdyn_workorderid": work_order_id(record_id),
+        "msdyn_name": f"WO-{order['wonum']}",
+        "msdyn_workordersummary": order["description"],
+        "msdyn_systemstatus": SYSTEM_STATUS.get(str(order.get("status")), 690970000),
+        "_msdyn_serviceaccount_value": guid("account", str(order["siteid"])),
+        "_msdyn_customerasset_value": (
+            guid("msdyn_customerasset", str(order["assetnum"])) if order.get("assetnum") else None
+        ),
+        "_msdyn_priority_value": guid("msdyn_priority", str(priority)),
+        "_msdyn_workordertype_value": guid("msdyn_workordertype", str(order.get("worktype"))),
+        "priority_name": PRIORITIES.get(priority, "Normal"),
+        "type_name": TYPES.get(str(order.get("worktype")), "Repair"),
+        "createdon": v4_date(changed_at),
+        "modifiedon": v4_date(changed_at),
+    }
+
+
+@dataclass
+class DynamicsContractServer(VendorContractServer):
+    """Dataverse on 127.0.0.1 over a SQLite file."""
+
+    client_id: str = "9f1c2a7e-platform"
+    client_secret: str = "dataverse-secret"
+    max_page_size: int = 5000
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.tokens: set[str] = set()
+        self._numbers = itertools.count(1)
+
+    def seed(self) -> DynamicsContractServer:
+        for order in seed.work_orders():
+            self.put_order(dataverse_order(order))
+        return self
+
+    def put_order(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        return self.store.put("workorder", str(record["msdyn_workorderid"]), record)
+
+    def revoke_tokens(self) -> None:
+        self.tokens.clear()
+
+    @property
+    def api_url(self) -> str:
+        return self.base_url + API
+
+    # -- routing and auth ------------------------------------------------------------------
+
+    def routes(self) -> list[Route]:
+        return [
+            Route(TOKEN_PATH, self._token, methods=["POST"]),
+            Route(f"{API}/WhoAmI", self._whoami, methods=["GET"]),
+            Route(f"{API}/msdyn_workorders", self._collection, methods=["GET", "POST"]),
+            Route(API + "/msdyn_workorders({id})", self._entity, methods=["GET", "PATCH"]),
+        ]
+
+    def is_public(self, path: str) -> bool:
+        return path == TOKEN_PATH
+
+    def is_data(self, path: str) -> bool:
+        return path.startswith(f"{API}/msdyn_workorders")
+
+    def error(
+        self, status: int, message: str, headers: Mapping[str, str] | None = None
+    ) -> Response:
+        code = {400: "0x80060888", 404: "0x80040217", 412: "0x80060882"}.get(status, "0x80040216")
+        body = {"error": {"code": code, "message": message}}
+        return JSONResponse(body, status_code=status, headers=dict(headers or {}))
+
+    def authenticate(self, request: Request) -> Response | None:
+        authorization = request.headers.get("authorization", "")
+        if authorization.startswith("Bearer ") and authorization[7:] in self.tokens:
+            return None
+        challenge = f"Bearer authorization_uri={self.base_url}{TOKEN_PATH.rsplit('/', 1)[0]}"
+        return Response(status_code=401, headers={"WWW-Authenticate": challenge})
+
+    async def _token(self, request: Request) -> Response:
+        form = dict(parse_qsl((await request.body()).decode()))
+        if form.get("grant_type") != "client_credentials":
+            return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
+        if (form.get("client_id"), form.get("client_secret")) != (
+            self.client_id,
+            self.client_secret,
+        ):
+            return JSONResponse(
+                {
+                    "error": "invalid_client",
+                    "error_description": "AADSTS7000215: Invalid client secret provided.",
+                },
+                status_code=401,
+            )
+        token = f"dataverse-token-{next(self._numbers)}"
+        self.tokens.add(token)
+        return JSONResponse({"token_type": "Bearer", "expires_in": 3599, "access_token": token})
+
+    async def _whoami(self, request: Request) -> Response:
+        return JSONResponse(
+            {
+                "@odata.context": f"{self.api_url}/$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse",
+                "BusinessUnitId": guid("businessunit", "root"),
+                "UserId": guid("systemuser", "integration"),
+                "OrganizationId": guid("organization", "contoso"),
+            }
+        )
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def _preferences(self, request: Request) -> dict[str, str]:
+        prefs: dict[str, str] = {}
+        for part in request.headers.get("prefer", "").split(","):
+            name, _, value = part.strip().partition("=")
+            if name:
+                prefs[name] = value.strip('"')
+        return prefs
+
+    async def _collection(self, request: Request) -> Response:
+        if request.method == "POST":
+            return await self._create(request)
+        params = request.query_params
+        if "$skip" in params:
+            return self.error(400, "The query parameter $skip is not supported")
+        prefs = self._preferences(request)
+        size = min(int(prefs.get("odata.maxpagesize", self.max_page_size)), self.max_page_size)
+        tracking = "odata.track-changes" in prefs or "$deltatoken" in params
+        try:
+            if tracking and ("$filter" in params or "$orderby" in params):
+                raise BadQuery("Change tracking does not support $filter or $orderby")
+            if "$deltatoken" in params:
+                since = int(params["$deltatoken"].split("!")[0])
+                records = [
+                    r for r in self.store.all("workorder", deleted=True) if r["_version"] > since
+                ]
+                records.sort(key=lambda r: r["_version"])
+            else:
+                records = self.store.all("workorder")
+                if params.get("$filter"):
+                    predicate = parse_filter(params["$filter"], v2=False)
+                    records = [r for r in records if predicate(r)]
+                records = order_by(records, params.get("$orderby") or "msdyn_workorderid")
+        except BadQuery as exc:
+            return self.error(400, str(exc))
+        start = 0
+        if params.get("$skiptoken"):
+            start = int(base64.urlsafe_b64decode(params["$skiptoken"]).decode().split(":")[1])
+        page = records[start : start + size]
+        wanted = prefs.get("odata.include-annotations", "")
+        annotations = FORMATTED[1:] in wanted or wanted in ("*", "OData.Community.Display.V1.*")
+        body: dict[str, Any] = {"@odata.context": f"{self.api_url}/$metadata#msdyn_workorders"}
+        body["value"] = [
+            self._render(r, params.get("$select"), annotations=annotations) for r in page
+        ]
+        query = {k: v for k, v in params.items() if k != "$skiptoken"}
+        if start + size < len(records):
+            token = base64.urlsafe_b64encode(f"page:{start + size}".encode()).decode()
+            body["@odata.nextLink"] = f"{self.api_url}/msdyn_workorders?" + urlencode(
+                {**query, "$skiptoken": token}, safe="$,"
+            )
+        elif tracking:
+            stamp = now_utc().strftime("%m/%d/%Y %H:%M:%S")
+            query["$deltatoken"] = f"{self.store.version()}!{stamp}"
+            body["@odata.deltaLink"] = f"{self.api_url}/msdyn_workorders?" + urlencode(
+                query, safe="$,"
+            )
+        applied = [f"odata.maxpagesize={size}"] if "odata.maxpagesize" in prefs else []
+        if tracking:
+            applied.append("odata.track-changes")
+        headers = {"Preference-Applied": ",".join(applied)} if applied else {}
+        return JSONResponse(body, headers={"OData-Version": "4.0", **headers})
+
+    def _render(
+        self, record: Mapping[str, Any], select_text: str | None, *, annotations: bool
+    ) -> dict[str, Any]:
+        if record.get("_deleted"):
+            return {
+                "@odata.context": f"{self.api_url}/$metadata#msdyn_workorders/$deletedEntity",
+                "id": record["msdyn_workorderid"],
+                "reason": "deleted",
+            }
+        out: dict[str, Any] = {"@odata.etag": f'W/"{record["_version"]}"'}
+        for name, value in record.items():
+            if name.startswith("_") and not name.endswith("_value"):
+                continue
+            if name in ("priority_name", "type_name"):
+                continue
+            out[name] = value
+        if annotations:
+            status = record.get("msdyn_systemstatus")
+            out[f"msdyn_systemstatus{FORMATTED}"] = STATUS_NAMES.get(status, "")  # type: ignore[arg-type]
+            out[f"_msdyn_priority_value{FORMATTED}"] = record.get("priority_name")
+            out[f"_msdyn_workordertype_value{FORMATTED}"] = record.get("type_name")
+            out[f"modifiedon{FORMATTED}"] = datetime.fromisoformat(
+                str(record["modifiedon"]).replace("Z", "+00:00")
+            ).strftime("%m/%d/%Y %I:%M %p")
+        return select(out, select_text, ("msdyn_workorderid",))
+
+    # -- writes ----------------------------------------------------------------------------
+
+    async def _create(self, request: Request) -> Response:
+        try:
+            payload = await request.json()
+        except ValueError:
+            return self.error(400, "The request body is not valid JSON")
+        now = v4_date(now_utc())
+        record_id = payload.get("msdyn_workorderid") or str(uuid.uuid4())
+        number = len(self.store.all("workorder", deleted=True)) + 1001
+        record = {
+            "msdyn_workorderid": record_id,
+            "msdyn_name": f"WO-{number}",
+            "msdyn_systemstatus": 690970000,
+            **payload,
+            "createdon": now,
+            "modifiedon": now,
+        }
+        stored = self.put_order(record)
+        entity = f"{self.api_url}/msdyn_workorders({record_id})"
+        if "return=representation" in request.headers.get("prefer", ""):
+            body = self._render(stored, None, annotations=False)
+            return JSONResponse(body, status_code=201, headers={"OData-EntityId": entity})
+        return Response(status_code=204, headers={"OData-EntityId": entity})
+
+    async def _entity(self, request: Request) -> Response:
+        record_id = request.path_params["id"]
+        record = self.store.get("workorder", record_id)
+        if request.method == "GET":
+            if record is None:
+                return self.error(404, f"msdyn_workorder With Id = {record_id} Does Not Exist")
+            return JSONResponse(
+                self._render(record, request.query_params.get("$select"), annotations=False)
+            )
+        expected = request.headers.get("if-match")
+        if record is None:
+            if expected == "*":
+                return self.error(404, f"msdyn_workorder With Id = {record_id} Does Not Exist")
+            record = {"msdyn_workorderid": record_id, "_version": 0}  # PATCH is an upsert
+        elif expected not in (None, "*") and expected != f'W/"{record["_version"]}"':
+            return self.error(
+                412,
+                "The version of the existing record doesn't match the RowVersion property "
+                "provided.",
+            )
+        try:
+            changes = await request.json()
+        except ValueError:
+            return self.error(400, "The request body is not valid JSON")
+        merged = {k: v for k, v in record.items() if not k.startswith("_") or k.endswith("_value")}
+        merged.update(changes)
+        merged["msdyn_workorderid"] = record_id
+        merged["modifiedon"] = v4_date(now_utc())
+        stored = self.put_order(merged)
+        if "return=representation" in request.headers.get("prefer", ""):
+            return JSONResponse(self._render(stored, None, annotations=False))
+        return Response(status_code=204)
+
+    def delete_order(self, record_id: str) -> None:
+        """Delete a work order as a user would in Dynamics (seen by change tracking)."""
+        self.store.delete("workorder", work_order_id(record_id))

@@ -1,0 +1,419 @@
+"""An SAP S/4HANA OData contract server: API_MAINTENANCEORDER and API_EQUIPMENT.
+
+Follows SAP Gateway's published behaviour: OData V2 under ``/sap/opu/odata/sap/<service>``
+(``d.results``, ``d.__next`` with a ``$skiptoken``, ``__metadata`` with an ETag, dates as
+``/Date(ms)/``, typed literals ``datetimeoffset'...'`` in ``$filter``) and V4 under
+``/sap/opu/odata4/sap/<service>/srvd/sap/<service>/0001/`` (``value[]``, ``@odata.nextLink``,
+``Prefer: odata.maxpagesize``, ``@odata.etag``). The server chooses the V2 page size.
+Writes need a CSRF token fetched with ``X-CSRF-Token: Fetch`` and the session cookies set by
+that fetch; a write without them gets ``403`` with ``x-csrf-token: Required``.
+``drop_sessions_next`` loses the sessions before the next writes, as a load balancer without
+affinity does. ``sap-client`` picks the client (only the configured ones exist).
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from integration_platform_tests.contract_servers import seed
+from integration_platform_tests.contract_servers.odata import (
+    BadQuery,
+    order_by,
+    parse_filter,
+    select,
+    v2_date,
+    v4_date,
+)
+from integration_platform_tests.contract_servers.vendor_base import (
+    VendorContractServer,
+    now_utc,
+)
+
+V2_ROOT = "/sap/opu/odata/sap"
+V4_ROOT = "/sap/opu/odata4/sap"
+ORDERS_V2 = f"{V2_ROOT}/API_MAINTENANCEORDER"
+EQUIPMENT_V2 = f"{V2_ROOT}/API_EQUIPMENT"
+ORDERS_V4 = f"{V4_ROOT}/api_maintenanceorder/srvd/sap/api_maintenanceorder/0001"
+EQUIPMENT_V4 = f"{V4_ROOT}/api_equipment/srvd/sap/api_equipment/0001"
+PLANTS = {"BEDFORD": "1010", "NASHUA": "1020"}
+ORDER_BASE = 4_000_000
+TYPES = {
+    "CM": "PM01",
+    "EM": "PM01",
+    "PM": "PM02",
+    "LUB": "PM02",
+    "CLN": "PM02",
+    "CAL": "PM03",
+    "INSP": "PM03",
+    "PDM": "PM03",
+}
+STATUS = {
+    "WAPPR": "CRTD",
+    "APPR": "REL",
+    "WSCH": "REL",
+    "WMATL": "REL MSPT",
+    "INPRG": "REL PCNF",
+    "COMP": "REL CNF",
+    "CLOSE": "TECO",
+    "CAN": "DLFL",
+}
+END_OF_TIME = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+def order_number(wonum: int | str) -> str:
+    return str(ORDER_BASE + int(wonum))
+
+
+def sap_order(work_order: Mapping[str, Any], *, changed: datetime | None = None) -> dict:
+    """A seed work order as an SAP maintenance order (values kept as instants until
+    rendered for V2 or V4)."""
+    changed_at = changed or datetime.fromisoformat(str(work_order["changedate"]))
+    reported = work_order.get("reportdate")
+    return {
+        "MaintenanceOrder": order_number(str(work_order["wonum"])),
+        "MaintenanceOrderType": TYPES.get(str(work_order.get("worktype")), "PM01"),
+        "MaintenanceOrderDesc": work_order["description"],
+        "MaintenancePlanningPlant": PLANTS[str(work_order["siteid"])],
+        "MaintenancePlant": PLANTS[str(work_order["siteid"])],
+        "Equipment": f"100{work_order['assetnum']}" if work_order.get("assetnum") else "",
+        "FunctionalLocation": "",
+        "MaintPriority": str(work_order.get("wopriority", "3")),
+        "SystemStatusText": STATUS.get(str(work_order.get("status")), "CRTD"),
+        "MaintOrderCreationDateTime": (
+            datetime.fromisoformat(str(reported)) if reported else changed_at
+        ).isoformat(),
+        "LastChangeDateTime": changed_at.astimezone(UTC).isoformat(),
+    }
+
+
+@dataclass
+class SapContractServer(VendorContractServer):
+    """S/4HANA on 127.0.0.1 over a SQLite file; V2 and V4 side by side, as in a real system."""
+
+    users: Mapping[str, str] = field(default_factory=lambda: {"INTEGRATION": "Welcome1"})
+    clients: tuple[str, ...] = ("100",)
+    client_id: str = "sb-integration"
+    client_secret: str = "oauth-secret"
+    v2_page_size: int = 5
+    v4_default_page_size: int = 1000
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.sessions: dict[str, str] = {}
+        self.tokens: set[str] = set()
+        self._drop_sessions = 0
+        self._numbers = itertools.count(1)
+
+    # -- seed and knobs --------------------------------------------------------------------
+
+    def seed(self) -> SapContractServer:
+        for order in seed.work_orders():
+            self.put_order(sap_order(order))
+        for asset in seed.assets():
+            changed = datetime.fromisoformat(str(asset["changedate"]))
+            self.store.put(
+                "equipment",
+                f"100{asset['assetnum']}",
+                {
+                    "Equipment": f"100{asset['assetnum']}",
+                    "ValidityEndDate": END_OF_TIME.isoformat(),
+                    "EquipmentName": asset["description"],
+                    "TechnicalObjectType": asset["assettype"],
+                    "AssetManufacturerName": asset["manufacturer"],
+                    "ManufacturerSerialNumber": asset["serialnum"],
+                    "MaintenancePlant": "1010",
+                    "MaintenancePlanningPlant": "1010",
+                    "ABCIndicator": "ABC"[int(str(asset["priority"])) - 1],
+                    "LastChangeDateTime": changed.astimezone(UTC).isoformat(),
+                },
+            )
+            # An older time segment of the same equipment, ended before the current one.
+            self.store.put(
+                "equipment",
+                f"100{asset['assetnum']}@old",
+                {
+                    "Equipment": f"100{asset['assetnum']}",
+                    "ValidityEndDate": (changed - timedelta(days=400)).isoformat(),
+                    "EquipmentName": f"{asset['description']} (before relocation)",
+                    "MaintenancePlant": "1010",
+                    "LastChangeDateTime": (changed - timedelta(days=400)).isoformat(),
+                },
+            )
+        return self
+
+    def put_order(self, order: Mapping[str, Any]) -> dict[str, Any]:
+        return self.store.put("order", str(order["MaintenanceOrder"]), order)
+
+    def drop_sessions_next(self, count: int = 1) -> None:
+        """The next ``count`` writes find their session gone (403, token Required)."""
+        self._drop_sessions += count
+
+    @property
+    def service_url(self) -> str:
+        return self.base_url + ORDERS_V2
+
+    # -- routing ---------------------------------------------------------------------------
+
+    def routes(self) -> list[Route]:
+        methods = ["GET", "POST", "PATCH", "PUT", "MERGE", "DELETE"]
+        return [
+            Route("/oauth/token", self._token, methods=["POST"]),
+            Route("/{path:path}", self._dispatch, methods=methods),
+        ]
+
+    def is_public(self, path: str) -> bool:
+        return path == "/oauth/token"
+
+    def is_data(self, path: str) -> bool:
+        tail = path.rstrip("/").rsplit("/", 1)[-1]
+        return tail.startswith(("MaintenanceOrder", "Equipment"))
+
+    def error(
+        self, status: int, message: str, headers: Mapping[str, str] | None = None
+    ) -> Response:
+        body = {
+            "error": {
+                "code": "/IWBEP/CM_MGW_RT/020" if status < 500 else "/IWBEP/CX_MGW_TECH",
+                "message": {"lang": "en", "value": message},
+            }
+        }
+        return JSONResponse(body, status_code=status, headers=dict(headers or {}))
+
+    def authenticate(self, request: Request) -> Response | None:
+        client = request.headers.get("sap-client") or request.query_params.get("sap-client")
+        if client is not None and client not in self.clients:
+            return self.error(401, f"Client {client} is not available in this system")
+        authorization = request.headers.get("authorization", "")
+        if authorization.startswith("Bearer ") and authorization[7:] in self.tokens:
+            return None
+        if authorization.lower().startswith("basic "):
+            try:
+                user, _, password = base64.b64decode(authorization[6:]).decode().partition(":")
+            except ValueError:
+                user, password = "", ""
+            if user and self.users.get(user) == password:
+                return None
+        return Response(
+            "Logon failed: name or password is incorrect",
+            status_code=401,
+            media_type="text/plain",
+            headers={"WWW-Authenticate": 'Basic realm="SAP NetWeaver Application Server"'},
+        )
+
+    async def _token(self, request: Request) -> Response:
+        form = dict(parse_qsl((await request.body()).decode()))
+        if (form.get("client_id"), form.get("client_secret")) != (
+            self.client_id,
+            self.client_secret,
+        ):
+            return JSONResponse(
+                {"error": "invalid_client", "error_description": "Bad credentials"}, 401
+            )
+        token = f"sap-token-{next(self._numbers)}"
+        self.tokens.add(token)
+        return JSONResponse({"access_token": token, "token_type": "bearer", "expires_in": 43199})
+
+    async def _dispatch(self, request: Request) -> Response:
+        path = "/" + request.path_params["path"].rstrip("/")
+        for root, v2, entity in (
+            (ORDERS_V2, True, "order"),
+            (EQUIPMENT_V2, True, "equipment"),
+            (ORDERS_V4, False, "order"),
+            (EQUIPMENT_V4, False, "equipment"),
+        ):
+            if path == root or path == f"{root}/$metadata":
+                return self._service_root(request, v2=v2)
+            if path.startswith(root + "/"):
+                tail = path[len(root) + 1 :]
+                try:
+                    return await self._resource(request, tail, entity=entity, v2=v2)
+                except BadQuery as exc:
+                    return self.error(400, str(exc))
+        return self.error(404, f"Resource not found for segment '{path}'")
+
+    # -- CSRF ------------------------------------------------------------------------------
+
+    def _service_root(self, request: Request, *, v2: bool) -> Response:
+        headers: dict[str, str] = {}
+        if request.headers.get("x-csrf-token", "").lower() == "fetch":
+            session, token = secrets.token_hex(8), secrets.token_urlsafe(16)
+            self.sessions[session] = token
+            headers["x-csrf-token"] = token
+            response = self._root_body(v2)
+            response.headers.update(headers)
+            response.set_cookie("SAP_SESSIONID_S4H_100", session, path="/")
+            response.set_cookie("sap-usercontext", "sap-client=100", path="/")
+            return response
+        return self._root_body(v2)
+
+    def _root_body(self, v2: bool) -> JSONResponse:
+        if v2:
+            return JSONResponse({"d": {"EntitySets": ["MaintenanceOrder", "Equipment"]}})
+        return JSONResponse(
+            {
+                "@odata.context": "$metadata",
+                "value": [{"name": "MaintenanceOrder", "url": "MaintenanceOrder"}],
+            }
+        )
+
+    def _csrf_refusal(self, request: Request) -> Response | None:
+        if self._drop_sessions > 0:
+            self._drop_sessions -= 1
+            self.sessions.clear()
+        session = request.cookies.get("SAP_SESSIONID_S4H_100")
+        token = request.headers.get("x-csrf-token")
+        if session and token and self.sessions.get(session) == token:
+            return None
+        return self.error(403, "CSRF token validation failed", {"x-csrf-token": "Required"})
+
+    # -- collections and entities ----------------------------------------------------------
+
+    async def _resource(self, request: Request, tail: str, *, entity: str, v2: bool) -> Response:
+        set_name = "MaintenanceOrder" if entity == "order" else "Equipment"
+        method = request.method.upper()
+        if method == "POST" and request.headers.get("x-http-method"):
+            method = request.headers["x-http-method"].upper()
+        if tail == set_name:
+            if method == "GET":
+                return self._query(request, entity=entity, v2=v2)
+            if method == "POST" and entity == "order":
+                return self._csrf_refusal(request) or await self._create(request, v2=v2)
+            return self.error(405, f"Method {method} not allowed on {set_name}")
+        if tail.startswith(f"{set_name}(") and tail.endswith(")"):
+            key = tail[len(set_name) + 1 : -1].split("=")[-1].strip("'")
+            record = self.store.get(entity, key)
+            if record is None:
+                return self.error(404, f"Resource not found for segment '{set_name}'")
+            if method == "GET":
+                return JSONResponse(self._render_one(request, record, entity=entity, v2=v2))
+            if method in ("PATCH", "MERGE", "PUT") and entity == "order":
+                return self._csrf_refusal(request) or await self._update(request, record, v2=v2)
+            return self.error(405, f"Method {method} not allowed on {set_name}")
+        return self.error(404, f"Resource not found for segment '{tail}'")
+
+    def _query(self, request: Request, *, entity: str, v2: bool) -> Response:
+        params = request.query_params
+        records = self.store.all(entity)
+        key = "MaintenanceOrder" if entity == "order" else "Equipment"
+        if params.get("$filter"):
+            predicate = parse_filter(params["$filter"], v2=v2)
+            records = [r for r in records if predicate(r)]
+        records = order_by(records, params.get("$orderby") or key)
+        if v2:
+            size = self.v2_page_size
+        else:
+            size = self.v4_default_page_size
+            for part in request.headers.get("prefer", "").split(","):
+                name, _, value = part.strip().partition("=")
+                if name == "odata.maxpagesize" and value.isdigit():
+                    size = int(value)
+        skip = int(params.get("$skiptoken", "0") or 0)
+        page = records[skip : skip + size]
+        rendered = [self._render(request, r, entity=entity, v2=v2) for r in page]
+        rendered = [select(r, params.get("$select"), ("__metadata",)) for r in rendered]
+        next_link = None
+        if skip + size < len(records):
+            query = {k: v for k, v in params.items() if k != "$skiptoken"}
+            query["$skiptoken"] = str(skip + size)
+            next_link = f"{self.base_url}{request.url.path}?{urlencode(query)}"
+        if v2:
+            body: dict[str, Any] = {"d": {"results": rendered}}
+            if next_link:
+                body["d"]["__next"] = next_link
+            return JSONResponse(body)
+        body = {"@odata.context": f"$metadata#{request.url.path.rsplit('/', 1)[-1]}"}
+        body["value"] = rendered
+        if next_link:
+            body["@odata.nextLink"] = next_link
+        headers = {"Preference-Applied": f"odata.maxpagesize={size}"}
+        return JSONResponse(body, headers=headers)
+
+    def _etag(self, record: Mapping[str, Any]) -> str:
+        return f'W/"{record["_version"]}"'
+
+    def _render(
+        self, request: Request, record: Mapping[str, Any], *, entity: str, v2: bool
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, value in record.items():
+            if name.startswith("_"):
+                continue
+            if name.endswith(("DateTime", "Date")) and isinstance(value, str) and value:
+                moment = datetime.fromisoformat(value)
+                if v2:
+                    value = v2_date(moment, offset=name == "LastChangeDateTime")
+                elif name.endswith("DateTime"):
+                    value = v4_date(moment)
+                else:
+                    value = moment.date().isoformat()
+            out[name] = value
+        if v2:
+            set_name = "MaintenanceOrder" if entity == "order" else "Equipment"
+            uri = f"{self.base_url}{request.url.path.split(set_name)[0]}{set_name}"
+            uri += f"('{record.get(set_name)}')"
+            meta = {"id": uri, "uri": uri, "type": f"API.A_{set_name}Type"}
+            meta["etag"] = self._etag(record)
+            return {"__metadata": meta, **out}
+        return {"@odata.etag": self._etag(record), **out}
+
+    def _render_one(
+        self, request: Request, record: Mapping[str, Any], *, entity: str, v2: bool
+    ) -> dict[str, Any]:
+        rendered = self._render(request, record, entity=entity, v2=v2)
+        return {"d": rendered} if v2 else rendered
+
+    async def _create(self, request: Request, *, v2: bool) -> Response:
+        try:
+            payload = await request.json()
+        except ValueError:
+            return self.error(400, "The request body is not valid JSON")
+        if not payload.get("MaintenanceOrderType"):
+            return self.error(400, "Property MaintenanceOrderType is mandatory")
+        numbers = [int(r["MaintenanceOrder"]) for r in self.store.all("order")]
+        now = now_utc()
+        record = {
+            "MaintenanceOrder": str(max(numbers, default=ORDER_BASE + 1000) + 1),
+            "MaintenanceOrderDesc": "",
+            "MaintenancePlanningPlant": "1010",
+            "Equipment": "",
+            "FunctionalLocation": "",
+            "MaintPriority": "3",
+            **{k: v for k, v in payload.items() if not k.startswith("__")},
+            "SystemStatusText": "CRTD",
+            "MaintOrderCreationDateTime": now.isoformat(),
+            "LastChangeDateTime": now.isoformat(),
+        }
+        stored = self.put_order(record)
+        body = self._render_one(request, stored, entity="order", v2=v2)
+        location = f"{self.base_url}{request.url.path}('{record['MaintenanceOrder']}')"
+        return JSONResponse(body, status_code=201, headers={"Location": location})
+
+    async def _update(self, request: Request, record: dict[str, Any], *, v2: bool) -> Response:
+        expected = request.headers.get("if-match")
+        if expected is not None and expected != "*" and expected != self._etag(record):
+            return self.error(412, "Precondition failed: the entity was changed meanwhile")
+        try:
+            changes = await request.json()
+        except ValueError:
+            return self.error(400, "The request body is not valid JSON")
+        if (
+            "MaintenanceOrder" in changes
+            and changes["MaintenanceOrder"] != record["MaintenanceOrder"]
+        ):
+            return self.error(400, "Property MaintenanceOrder is read-only")
+        merged = {k: v for k, v in record.items() if not k.startswith("_")}
+        merged.update({k: v for k, v in changes.items() if not k.startswith("__")})
+        merged["LastChangeDateTime"] = now_utc().isoformat()
+        stored = self.put_order(merged)
+        return Response(status_code=204, headers={"ETag": self._etag(stored)})

@@ -1,0 +1,118 @@
+"""SAP specifics beyond the shared contract: the OData query sent, the CSRF handshake and its
+one retry, conditional updates, equipment time segments and the sap-client header."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from integration_platform.connectors.errors import AuthenticationError, Conflict
+from integration_platform_tests.contract_servers.vendor_harnesses import SapHarness
+
+
+@pytest.fixture
+def sap(tmp_path: Path) -> Iterator[SapHarness]:
+    harness = SapHarness(tmp_path, odata_version="v2", auth_method="basic")
+    yield harness
+    harness.close()
+
+
+def all_rows(pages: Iterator) -> pd.DataFrame:  # type: ignore[type-arg]
+    return pd.concat([page.frame for page in pages], ignore_index=True)
+
+
+def writes(sap: SapHarness) -> list[str]:
+    return [f"{r.method} {r.status}" for r in sap.server.requests if r.method != "GET"]
+
+
+def test_v2_query_uses_typed_literals_and_server_paging(sap: SapHarness) -> None:
+    connector = sap.connector()
+    first = next(iter(connector.read_work_orders()))
+    assert len(first.frame) == 5  # the server's page size, whatever page_size says
+    assert first.frame["LastChangeDateTime"][0].startswith("/Date(")
+    rows = all_rows(connector.read_work_orders(since=first.cursor))
+    assert len(rows) == 18
+    query = sap.server.requests[-1].query
+    assert query["$filter"] == "LastChangeDateTime ge datetimeoffset'2026-01-05T13:30:00Z'"
+    assert query["$orderby"] == "LastChangeDateTime asc,MaintenanceOrder asc"
+    assert query["$skiptoken"] == "15"  # followed from d.__next
+    assert sap.server.requests[-1].headers["sap-client"] == "100"
+
+
+def test_v4_page_size_is_a_preference(tmp_path: Path) -> None:
+    harness = SapHarness(tmp_path, odata_version="v4", auth_method="basic")
+    try:
+        pages = list(harness.connector().read_work_orders(page_size=10))
+        assert [len(p) for p in pages] == [10, 10, 3]
+        assert "odata.maxpagesize=10" in harness.server.requests[-1].headers["prefer"]
+    finally:
+        harness.close()
+
+
+def test_writes_fetch_a_csrf_token_once_and_keep_the_session(sap: SapHarness) -> None:
+    connector = sap.connector()
+    created = connector.create_work_order(
+        {"MaintenanceOrderType": "PM01", "MaintenanceOrderDesc": "Replace seal"}
+    )
+    connector.update_work_order(created["MaintenanceOrder"], {"MaintPriority": "1"})
+    fetches = [r for r in sap.server.requests if r.headers.get("x-csrf-token") == "Fetch"]
+    assert len(fetches) == 1 and connector.client.auth.fetches == 1
+    post, patch = [r for r in sap.server.requests if r.method != "GET"]
+    assert post.headers["x-csrf-token"] == patch.headers["x-csrf-token"] != "Fetch"
+    assert "SAP_SESSIONID_S4H_100" in post.headers["cookie"]
+    assert writes(sap) == ["POST 201", "PATCH 204"]
+
+
+def test_a_lost_session_is_answered_with_one_new_token(sap: SapHarness) -> None:
+    connector = sap.connector()
+    created = connector.create_work_order({"MaintenanceOrderType": "PM01"})
+    sap.server.drop_sessions_next(1)
+    connector.update_work_order(created["MaintenanceOrder"], {"MaintenanceOrderDesc": "Again"})
+    assert writes(sap) == ["POST 201", "PATCH 403", "PATCH 204"]
+    assert connector.client.auth.fetches == 2
+    rows = all_rows(connector.read_work_orders())
+    assert rows["MaintenanceOrderDesc"].tolist()[-1] == "Again"
+
+
+def test_a_second_refusal_is_not_retried_again(sap: SapHarness) -> None:
+    connector = sap.connector()
+    created = connector.create_work_order({"MaintenanceOrderType": "PM01"})
+    sap.server.drop_sessions_next(2)
+    with pytest.raises(AuthenticationError) as caught:
+        connector.update_work_order(created["MaintenanceOrder"], {"MaintPriority": "2"})
+    assert "CSRF token validation failed" in str(caught.value)
+    assert writes(sap) == ["POST 201", "PATCH 403", "PATCH 403"]
+
+
+def test_a_stale_etag_is_a_conflict(sap: SapHarness) -> None:
+    connector = sap.connector(conditional_updates=True)
+    created = connector.create_work_order({"MaintenanceOrderType": "PM01"})
+    etag = created["__metadata"]["etag"]
+    connector.update_work_order(created["MaintenanceOrder"], {"MaintPriority": "1"}, etag=etag)
+    with pytest.raises(Conflict) as caught:
+        connector.update_work_order(created["MaintenanceOrder"], {"MaintPriority": "2"}, etag=etag)
+    assert f"(record {created['MaintenanceOrder']})" in str(caught.value)
+
+
+def test_v2_merge_updates_when_configured(sap: SapHarness) -> None:
+    connector = sap.connector(update_method="MERGE")
+    created = connector.create_work_order({"MaintenanceOrderType": "PM01"})
+    connector.update_work_order(created["MaintenanceOrder"], {"MaintPriority": "1"})
+    assert writes(sap) == ["POST 201", "MERGE 204"]
+
+
+def test_equipment_reads_only_the_current_time_segment(sap: SapHarness) -> None:
+    rows = all_rows(sap.connector().read_equipment())
+    assert len(rows) == 9 and rows["Equipment"].is_unique
+    assert set(rows["ValidityEndDate"]) == {"/Date(253402214400000)/"}
+    everything = all_rows(sap.connector(current_equipment_only=False).read_equipment())
+    assert len(everything) == 18
+
+
+def test_an_unknown_sap_client_is_refused(sap: SapHarness) -> None:
+    status = sap.connector(sap_client="200").health_check()
+    assert not status.ok and "Client 200 is not available" in status.detail
+    assert sap.connector().health_check().ok
