@@ -3,7 +3,8 @@
 Registered through ``[tool.dg.project] registry_modules`` so ``dg list components`` shows them.
 """
 
+from integration_platform.components.connection import ConnectionComponent
 from integration_platform.components.file_extract import FileExtractComponent
 from integration_platform.components.mapping import MappingComponent
 
-__all__ = ["FileExtractComponent", "MappingComponent"]
+__all__ = ["ConnectionComponent", "FileExtractComponent", "MappingComponent"]
