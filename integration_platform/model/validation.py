@@ -22,6 +22,7 @@ import pandas as pd
 import pandera.pandas as pa
 import pyarrow as pa_arrow
 from pandera.api.checks import Check
+from pandera.engines import pandas_engine
 from pandera.errors import ParserError, SchemaErrors
 
 from integration_platform.model.base import (
@@ -149,10 +150,18 @@ def validate_rows(df: pd.DataFrame, model: type[pa.DataFrameModel]) -> Validatio
     # would copy every column for nothing).
     work = pd.DataFrame(data, index=index)
 
-    try:
-        _checking_schema(model).validate(work, lazy=True, inplace=True)
-    except SchemaErrors as exc:
-        failures.extend(_row_failures(exc.failure_cases, schema, model_name, coerce_failed))
+    # The model's rules are screened with vectorized kernels first; pandera then checks only
+    # the rows they flag, so its failure cases (and so the reasons) are exactly those of a
+    # full run at a fraction of the cost. A schema or frame the screen does not cover is
+    # checked by pandera as a whole.
+    suspects = _suspect_rows(work, model)
+    checked = work if suspects is None else work.iloc[np.flatnonzero(suspects)]
+    if suspects is None or len(checked):
+        try:
+            _checking_schema(model).validate(checked, lazy=True, inplace=True)
+        except SchemaErrors as exc:
+            failures.extend(_row_failures(exc.failure_cases, schema, model_name, coerce_failed))
+    del checked
 
     if not failures:
         return ValidationResult(
@@ -184,14 +193,15 @@ def validate_rows(df: pd.DataFrame, model: type[pa.DataFrameModel]) -> Validatio
 
 def _keep_rows(work: pd.DataFrame, keep: np.ndarray, added: dict[str, Any]) -> pd.DataFrame:
     """``work[keep]`` indexed 0..n-1, column by column (about twice as fast as the frame's
-    boolean indexing); the all-null columns in ``added`` are made anew at the new length."""
-    index = pd.RangeIndex(int(keep.sum()))
+    boolean indexing); the all-null columns in ``added`` are cut to the new length without
+    copying (every value is null, so the first rows are as good as the kept ones)."""
+    size = int(keep.sum())
+    index = pd.RangeIndex(size)
     data: dict[str, pd.Series] = {}
     for name in work.columns:
-        nulls = _nulls(added[name], index) if name in added else None
-        if nulls is None:
-            nulls = pd.Series(work[name].array[keep], index=index, name=name, copy=False)
-        data[name] = nulls
+        array = work[name].array
+        kept = array[:size] if name in added else array[keep]
+        data[name] = pd.Series(kept, index=index, name=name, copy=False)
     return pd.DataFrame(data, index=index, copy=False)
 
 
@@ -208,6 +218,243 @@ def _checking_schema(model: type[pa.DataFrameModel]) -> pa.DataFrameSchema:
             column.coerce = False
         _CHECKING_SCHEMAS[model] = schema
     return schema
+
+
+# --- screening: the model's rules as vectorized kernels -----------------------------------
+#
+# The screen flags a superset of the rows pandera would fail: every row failing a column rule
+# or a row rule, and every row of a group of equal values in a unique column (so pandera,
+# checking only the flagged rows, still sees each duplicate group whole). Row rules are
+# row-wise by the models' convention (one boolean per row), so checking a subset of rows
+# gives the same answer for each of them.
+
+# Bytes that may begin a whitespace character in Python's or RE2's sense: ASCII whitespace,
+# the separators 0x1c-0x1f and the lead byte of any multi-byte UTF-8 character.
+_MAYBE_SPACE = np.zeros(256, dtype=bool)
+_MAYBE_SPACE[[9, 10, 11, 12, 13, 28, 29, 30, 31, 32]] = True
+_MAYBE_SPACE[128:] = True
+_BUCKET_BITS = 21
+_MIXERS = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Screen:
+    """What the screen checks for one model, derived once from its pandera schema."""
+
+    dtypes: tuple[tuple[str, Any], ...]
+    not_null: tuple[str, ...]
+    unique: tuple[str, ...]
+    column_checks: tuple[tuple[str, Check], ...]
+    row_checks: tuple[Check, ...]
+    unique_together: tuple[str, ...]
+
+
+_SCREENS: dict[type[pa.DataFrameModel], _Screen | None] = {}
+
+
+def _screen(model: type[pa.DataFrameModel]) -> _Screen | None:
+    """The model's screen, or ``None`` when its schema uses features the screen does not
+    reproduce exactly (then pandera checks every row)."""
+    if model in _SCREENS:
+        return _SCREENS[model]
+    schema = _checking_schema(model)
+    screen: _Screen | None = None
+    supported = (
+        schema.index is None
+        and not schema.ordered
+        and not schema.unique_column_names
+        and not getattr(schema, "parsers", None)
+        and all(_plain_check(check) for check in schema.checks)
+        and all(
+            not column.regex
+            and column.dtype is not None
+            and not getattr(column, "parsers", None)
+            and getattr(column, "default", None) is None
+            and all(_plain_check(check) for check in column.checks)
+            for column in schema.columns.values()
+        )
+    )
+    if supported:
+        columns = schema.columns
+        screen = _Screen(
+            dtypes=tuple((name, column.dtype) for name, column in columns.items()),
+            not_null=tuple(name for name, column in columns.items() if not column.nullable),
+            unique=tuple(name for name, column in columns.items() if column.unique),
+            column_checks=tuple(
+                (name, check) for name, column in columns.items() for check in column.checks
+            ),
+            row_checks=tuple(schema.checks),
+            unique_together=tuple(schema.unique or ()),
+        )
+    _SCREENS[model] = screen
+    return screen
+
+
+def _plain_check(check: Check) -> bool:
+    """A check whose outcome for a row does not depend on which other rows are checked."""
+    return (
+        check.groupby is None
+        and check.n_failure_cases is None
+        and not check.raise_warning
+        and not getattr(check, "groups", None)
+    )
+
+
+def _suspect_rows(work: pd.DataFrame, model: type[pa.DataFrameModel]) -> np.ndarray | None:
+    """Mask of the rows pandera must check (a superset of those it fails), or ``None`` when
+    the whole frame must go through pandera."""
+    screen = _screen(model)
+    if screen is None or not len(work):
+        return None
+    suspects = np.zeros(len(work), dtype=bool)
+    for name, dtype in screen.dtypes:
+        if name not in work.columns:
+            return None
+        # pandera's own dtype check: one boolean for the column, or one per value.
+        result = dtype.check(pandas_engine.Engine.dtype(work[name].dtype), work[name])
+        if isinstance(result, bool | np.bool_):
+            if not result:
+                return None
+            continue
+        per_value = np.asarray(result, dtype=bool)
+        if per_value.shape != suspects.shape:
+            return None
+        suspects |= ~per_value
+    try:
+        for name in screen.not_null:
+            suspects |= work[name].isna().to_numpy(dtype=bool)
+        for name in screen.unique:
+            suspects |= _maybe_duplicated(work[name])
+        if screen.unique_together:
+            together = work[list(screen.unique_together)].duplicated(keep=False)
+            suspects |= together.to_numpy(dtype=bool)
+        for name, check in screen.column_checks:
+            _flag_column(suspects, work[name], check)
+        for check in screen.row_checks:
+            if not _flag_rows(suspects, work, check):
+                return None
+    except Exception:  # a rule that cannot run vectorized: pandera reports it as today
+        return None
+    return suspects
+
+
+def _flag_column(suspects: np.ndarray, values: pd.Series, check: Check) -> None:
+    """Flag the rows of ``values`` failing the column rule ``check``."""
+    missing = values.isna().to_numpy(dtype=bool)
+    stats = check.statistics or {}
+    if check.name == "isin" and not check.element_wise:
+        passed = values.isin(list(stats["allowed_values"])).to_numpy(dtype=bool)
+    elif check.name == "str_matches" and not check.element_wise:
+        passed = _matches_start(values, stats["pattern"], missing)
+    else:
+        # Any other rule runs through pandera's own check machinery on the whole column.
+        output = check(values).check_output
+        failed_labels = output.index[~output.to_numpy(dtype=bool)]
+        suspects[values.index.get_indexer(failed_labels)] = True
+        return
+    failed = ~passed & ~missing
+    if not check.ignore_na:
+        failed |= missing
+    suspects |= failed
+
+
+def _matches_start(values: pd.Series, pattern: Any, missing: np.ndarray) -> np.ndarray:
+    """``values.str.match(pattern)`` as a mask; for the non-blank rule on Arrow text only the
+    values that are empty or begin with a possible whitespace character are matched."""
+    array = values.array
+    if pattern != NON_BLANK or not isinstance(array, pd.arrays.ArrowStringArray):
+        return values.str.match(pattern, na=False).to_numpy(dtype=bool)
+    chunked = array._pa_array
+    if chunked.num_chunks != 1:
+        chunked = pa_arrow.chunked_array([chunked.combine_chunks()])
+    chunk = chunked.chunk(0)
+    width = np.int64 if pa_arrow.types.is_large_string(chunk.type) else np.int32
+    if not (pa_arrow.types.is_large_string(chunk.type) or pa_arrow.types.is_string(chunk.type)):
+        return values.str.match(pattern, na=False).to_numpy(dtype=bool)
+    _, offsets_buffer, data_buffer = chunk.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=width)[
+        chunk.offset : chunk.offset + len(chunk) + 1
+    ]
+    starts = offsets[:-1]
+    empty = offsets[1:] == starts
+    data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else None
+    if data is None or not len(data):
+        doubtful = np.ones(len(values), dtype=bool)
+    else:
+        first = data[np.minimum(starts, len(data) - 1)]
+        doubtful = empty | _MAYBE_SPACE[first]
+    doubtful &= ~missing
+    passed = np.ones(len(values), dtype=bool)
+    rows = np.flatnonzero(doubtful)
+    if len(rows):
+        passed[rows] = values.iloc[rows].str.match(pattern, na=False).to_numpy(dtype=bool)
+    return passed
+
+
+def _flag_rows(suspects: np.ndarray, work: pd.DataFrame, check: Check) -> bool:
+    """Flag the rows failing the row rule ``check`` (run by pandera on the whole frame);
+    false when its result is not one boolean per row."""
+    output = check(work).check_output
+    if isinstance(output, pd.DataFrame):
+        output = output.all(axis="columns")
+    if not isinstance(output, pd.Series) or not output.index.equals(work.index):
+        return False
+    suspects |= ~output.to_numpy(dtype=bool)
+    return True
+
+
+def _maybe_duplicated(values: pd.Series) -> np.ndarray:
+    """Mask of values that may occur more than once (every member of each group of equal
+    values is included). Arrow text is screened by fingerprints of its bytes, far cheaper
+    than hashing every value exactly; only the few values sharing a fingerprint are compared
+    exactly."""
+    array = values.array
+    if not isinstance(array, pd.arrays.ArrowStringArray):
+        return values.duplicated(keep=False).to_numpy(dtype=bool)
+    chunk = array._pa_array.combine_chunks()
+    if not (pa_arrow.types.is_large_string(chunk.type) or pa_arrow.types.is_string(chunk.type)):
+        return values.duplicated(keep=False).to_numpy(dtype=bool)
+    size = len(chunk)
+    missing = values.isna().to_numpy(dtype=bool)
+    suspects = missing.copy() if missing.sum() > 1 else np.zeros(size, dtype=bool)
+    width = np.int64 if pa_arrow.types.is_large_string(chunk.type) else np.int32
+    _, offsets_buffer, data_buffer = chunk.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=width)[chunk.offset : chunk.offset + size + 1]
+    starts = offsets[:-1].astype(np.int64)
+    lengths = offsets[1:].astype(np.int64) - starts
+    data = (
+        np.frombuffer(data_buffer, dtype=np.uint8)
+        if data_buffer is not None
+        else np.zeros(0, np.uint8)
+    )
+    padded = np.zeros(len(data) + 16, dtype=np.uint8)
+    padded[: len(data)] = data
+    words = np.lib.stride_tricks.as_strided(padded, shape=(len(data) + 9, 8), strides=(1, 1))
+    fingerprint = lengths.astype(np.uint64) * np.uint64(_MIXERS[0])
+    short = np.minimum(lengths, 8)
+    keep = np.where(
+        short >= 8,
+        np.uint64(0xFFFFFFFFFFFFFFFF),
+        (np.uint64(1) << (short.astype(np.uint64) * np.uint64(8))) - np.uint64(1),
+    )
+    last = np.maximum(lengths - 8, 0)
+    for at, mixer in zip((0, 8, 16, None), _MIXERS, strict=True):
+        shift = last if at is None else np.minimum(at, last)
+        word = words[starts + shift].view("<u8").ravel() & keep
+        fingerprint ^= (word * np.uint64(mixer)) ^ (word >> np.uint64(29))
+    candidates = np.flatnonzero(~missing)
+    for round_ in range(4):
+        if len(candidates) < 2:
+            return suspects
+        seed = np.uint64((_MIXERS[round_] * (2 * round_ + 3)) % 2**64 | 1)
+        spread = (fingerprint[candidates] * seed) >> np.uint64(64 - _BUCKET_BITS)
+        buckets = spread.astype(np.intp)
+        counts = np.bincount(buckets, minlength=1 << _BUCKET_BITS)
+        candidates = candidates[counts[buckets] > 1]
+    if len(candidates) > 1:
+        exact = values.iloc[candidates].duplicated(keep=False).to_numpy(dtype=bool)
+        suspects[candidates[exact]] = True
+    return suspects
 
 
 def _nulls(dtype: Any, index: pd.Index) -> pd.Series | None:
