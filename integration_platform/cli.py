@@ -105,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     from integration_platform.webhooks.cli import add_webhook_commands
 
     add_webhook_commands(commands)
+
+    from integration_platform.streams.cli import add_stream_commands
+
+    add_stream_commands(commands)
     return parser
 
 

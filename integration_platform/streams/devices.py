@@ -1,0 +1,426 @@
+"""The device registry: which devices to collect from, how, and what their sensors mean.
+
+Declared in YAML (see ``streams/examples/devices.yaml`` and ``docs/streams.md``), checked with
+pydantic, and reported with file, line and field on error, so a typo is fixed in one look.
+:class:`RegistryWatcher` reloads the file when it changes; a broken edit is reported and the
+last good registry stays in force, so a running collector never stops over a typo.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from integration_platform.mapping.locate import SourceMap
+
+log = logging.getLogger(__name__)
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"  # no '/', '+', '#': ids are topic levels
+CODE_PATTERN = r"^[a-z][a-z0-9_]*$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+PLACEHOLDERS = frozenset({"site", "device_id", "sensor_id"})
+DEFAULT_TOPIC = "plant/{site}/{device_id}/{sensor_id}"
+
+_PATTERN_TEXT = {
+    ID_PATTERN: "must be an identifier of letters, digits and _ . : - (no '/', '+', '#')",
+    CODE_PATTERN: "must be a lowercase code of letters, digits and '_' (e.g. 'vibration')",
+    ENV_NAME_PATTERN: "must be the name of an environment variable (e.g. MQTT_PASSWORD)",
+}
+
+Id = Annotated[str, Field(pattern=ID_PATTERN)]
+EnvName = Annotated[str, Field(pattern=ENV_NAME_PATTERN)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Thresholds(_Model):
+    """Alert limits of a sensor: evaluated by the alerting part, declared and checked here."""
+
+    warning: float | None = None
+    critical: float | None = None
+    direction: Literal["above", "below"] = "above"
+    hysteresis: float = Field(0.0, ge=0, description="Distance back past a limit to clear it.")
+    min_duration_s: float = Field(0.0, ge=0, description="How long a limit must be exceeded.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Thresholds:
+        if self.warning is None and self.critical is None:
+            raise ValueError("give warning, critical or both")
+        if self.warning is not None and self.critical is not None:
+            if self.direction == "above" and self.critical < self.warning:
+                raise ValueError("critical must not be below warning when direction is above")
+            if self.direction == "below" and self.critical > self.warning:
+                raise ValueError("critical must not be above warning when direction is below")
+        return self
+
+
+class Register(_Model):
+    """Where and how a Modbus value is stored."""
+
+    table: Literal["holding", "input"] = "holding"
+    address: int = Field(ge=0, le=65535, description="Zero-based register address.")
+    type: Literal["int16", "uint16", "int32", "uint32", "float32", "float64"] = "uint16"
+    order: Literal["ABCD", "CDAB", "BADC", "DCBA"] = "ABCD"
+    scale: float = 1.0
+    offset: float = 0.0
+
+
+class Simulation(_Model):
+    """Signal shape for ``integration-platform simulate`` (optional; defaults by type)."""
+
+    base: float | None = None
+    daily_amplitude: float | None = None
+    noise: float | None = None
+    drift_per_hour: float | None = None
+    fault: bool = False
+
+
+class SensorSpec(_Model):
+    sensor_id: Id
+    name: str | None = None
+    type: str = Field(pattern=CODE_PATTERN, description="temperature, vibration, ...")
+    unit: str | None = None
+    valid_range: tuple[float, float] | None = None
+    thresholds: Thresholds | None = None
+    asset_id: Id | None = None
+    register_: Register | None = Field(None, alias="register")  # BaseModel has .register
+    simulate: Simulation | None = None
+
+    @field_validator("valid_range")
+    @classmethod
+    def _range_ordered(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and value[0] > value[1]:
+            raise ValueError("write it as [min, max] with min <= max")
+        return value
+
+    def in_range(self, value: float) -> bool:
+        if self.valid_range is None:
+            return True
+        return self.valid_range[0] <= value <= self.valid_range[1]
+
+
+class PayloadPaths(_Model):
+    """Where the fields sit in an MQTT JSON payload (dotted paths; digits index arrays)."""
+
+    ts: str = "ts"
+    value: str = "value"
+    quality: str | None = "quality"
+    sensor_id: str | None = Field(
+        None, description="Path of the sensor id when the topic has no {sensor_id} level."
+    )
+    readings: str | None = Field(
+        None, description="Path of an array of readings; a top-level array needs none."
+    )
+    ts_unit: Literal["ms", "s"] = Field("ms", description="Unit of numeric (epoch) timestamps.")
+
+
+class MqttSettings(_Model):
+    topic: str = DEFAULT_TOPIC
+    payload: PayloadPaths = PayloadPaths()
+
+    @field_validator("topic")
+    @classmethod
+    def _topic_valid(cls, value: str) -> str:
+        TopicPattern(value)  # raises ValueError with the reason
+        return value
+
+
+class ModbusSettings(_Model):
+    unit_id: int = Field(1, ge=0, le=255)
+    poll_interval_s: float = Field(1.0, gt=0)
+    timeout_s: float = Field(1.0, gt=0)
+
+
+class Credentials(_Model):
+    """Names of environment variables holding secrets; never the secrets themselves."""
+
+    username_env: EnvName | None = None
+    password_env: EnvName | None = None
+
+    def resolve(self) -> tuple[str | None, str | None]:
+        missing = [
+            name
+            for name in (self.username_env, self.password_env)
+            if name and name not in os.environ
+        ]
+        if missing:
+            raise RegistryError([f"environment variable {', '.join(missing)} is not set"])
+        user = os.environ[self.username_env] if self.username_env else None
+        password = os.environ[self.password_env] if self.password_env else None
+        return user, password
+
+
+class TlsSettings(_Model):
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    insecure: bool = Field(False, description="Skip hostname verification (test rigs only).")
+
+
+class DeviceSpec(_Model):
+    device_id: Id
+    name: str | None = None
+    site: Id | None = None
+    protocol: Literal["mqtt", "modbus", "opcua", "coap", "bacnet"]
+    endpoint: str = Field(description="mqtt://host:port, mqtts://host:port or tcp://host:port")
+    credentials: Credentials | None = None
+    tls: TlsSettings | None = None
+    asset_id: Id | None = None
+    enabled: bool = True
+    mqtt: MqttSettings | None = None
+    modbus: ModbusSettings | None = None
+    sensors: list[SensorSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DeviceSpec:
+        ids = [s.sensor_id for s in self.sensors]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"sensor ids must be unique per device; repeated: {', '.join(twice)}")
+        scheme = urlsplit(self.endpoint).scheme
+        allowed = {"mqtt": {"mqtt", "mqtts", "tcp", "ssl"}, "modbus": {"tcp", "modbus"}}
+        if self.protocol in allowed and scheme not in allowed[self.protocol]:
+            raise ValueError(
+                f"endpoint {self.endpoint!r}: a {self.protocol} endpoint starts with "
+                f"{' or '.join(s + '://' for s in sorted(allowed[self.protocol]))}"
+            )
+        if self.protocol == "modbus":
+            lacking = [s.sensor_id for s in self.sensors if s.register_ is None]
+            if lacking:
+                raise ValueError(f"modbus sensors need a register: {', '.join(lacking)}")
+        if self.protocol == "mqtt":
+            settings = self.mqtt or MqttSettings()
+            if "sensor_id" not in TopicPattern(settings.topic).names and (
+                settings.payload.sensor_id is None and len(self.sensors) > 1
+            ):
+                raise ValueError(
+                    "the topic has no {sensor_id} level: set mqtt.payload.sensor_id to the "
+                    "payload path of the sensor id (or declare one sensor)"
+                )
+        return self
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        parts = urlsplit(self.endpoint)
+        default = {"mqtt": 1883, "tcp": 1883 if self.protocol == "mqtt" else 502}.get(
+            parts.scheme, 8883 if parts.scheme in {"mqtts", "ssl"} else 502
+        )
+        return parts.hostname or "127.0.0.1", parts.port or default
+
+    @property
+    def uses_tls(self) -> bool:
+        return urlsplit(self.endpoint).scheme in {"mqtts", "ssl"} or self.tls is not None
+
+    def sensor(self, sensor_id: str) -> SensorSpec | None:
+        for sensor in self.sensors:
+            if sensor.sensor_id == sensor_id:
+                return sensor
+        return None
+
+
+class CollectorSettings(_Model):
+    client_id: Id | None = Field(None, description="Fixed MQTT client id of this collector.")
+    session_expiry_s: int = Field(86400, ge=0, description="How long the broker keeps our queue.")
+    shared_group: Id | None = Field(None, description="Subscribe as $share/<group>/...")
+    keepalive_s: int = Field(30, ge=5)
+
+
+class Registry(_Model):
+    version: Literal[1] = 1
+    site: Id = "default"
+    collector: CollectorSettings = CollectorSettings()
+    devices: list[DeviceSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_devices(self) -> Registry:
+        ids = [d.device_id for d in self.devices]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"device ids must be unique; repeated: {', '.join(twice)}")
+        return self
+
+    def site_of(self, device: DeviceSpec) -> str:
+        return device.site or self.site
+
+    def enabled(self, protocol: str) -> list[DeviceSpec]:
+        return [d for d in self.devices if d.enabled and d.protocol == protocol]
+
+
+class RegistryError(ValueError):
+    """The registry file is unusable; ``problems`` lists ``file, line N: field: what``."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def load_registry(path: str | Path) -> Registry:
+    """Read and check a registry file; :class:`RegistryError` names file, line and field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RegistryError([f"{path}: cannot read the device registry: {exc.strerror}"]) from exc
+    return parse_registry(text, path)
+
+
+def parse_registry(text: str, path: Path | None = None) -> Registry:
+    where = str(path) if path else "<registry>"
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f", line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise RegistryError([f"{where}{line}: not valid YAML: {problem}"]) from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RegistryError([f"{where}, line 1: expected a mapping with a 'devices' list"])
+    try:
+        return Registry.model_validate(data)
+    except ValidationError as exc:
+        source = SourceMap.from_text(text, file=path)
+        raise RegistryError(
+            [_describe(error, source, data) for error in exc.errors(include_url=False)]
+        ) from None
+
+
+def _describe(error: Any, source: SourceMap, data: Any) -> str:
+    loc = tuple(part for part in error["loc"] if not _is_union_tag(part))
+    field = ""
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            label = _label(node[part]) if isinstance(node, list) and part < len(node) else None
+            field += f"[{label or part}]"
+        else:
+            field += f".{part}" if field else str(part)
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            node = None
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "string_pattern_mismatch":
+        message = _PATTERN_TEXT.get(error["ctx"]["pattern"], message)
+        message += f" (got {error['input']!r})"
+    return f"{source.where(loc)}: {field or '(top level)'}: {message}"
+
+
+def _label(item: Any) -> str | None:
+    if isinstance(item, dict):
+        for key in ("device_id", "sensor_id"):
+            if isinstance(item.get(key), str):
+                return item[key]
+    return None
+
+
+def _is_union_tag(part: Any) -> bool:
+    return isinstance(part, str) and (part.startswith("function-") or "[" in part)
+
+
+# -- topic patterns ------------------------------------------------------------------------
+
+
+class TopicPattern:
+    """``plant/{site}/{device_id}/{sensor_id}``: placeholders fill whole levels; ``+`` is an
+    anonymous single-level wildcard. Gives the subscription filter and matches topics."""
+
+    def __init__(self, pattern: str) -> None:
+        if not pattern or pattern.startswith("$"):
+            raise ValueError(f"topic pattern {pattern!r}: must be non-empty and not start with $")
+        self.pattern = pattern
+        self.levels = pattern.split("/")
+        regex = []
+        names: list[str] = []
+        for level in self.levels:
+            match = re.fullmatch(r"\{(\w+)\}", level)
+            if match:
+                name = match.group(1)
+                if name not in PLACEHOLDERS:
+                    raise ValueError(
+                        f"topic pattern {pattern!r}: unknown placeholder {{{name}}}; "
+                        f"use {', '.join('{' + p + '}' for p in sorted(PLACEHOLDERS))}"
+                    )
+                if name in names:
+                    raise ValueError(f"topic pattern {pattern!r}: {{{name}}} appears twice")
+                names.append(name)
+                regex.append(f"(?P<{name}>[^/]+)")
+            elif level == "+":
+                regex.append("[^/]+")
+            elif any(ch in level for ch in "+#{}"):
+                raise ValueError(
+                    f"topic pattern {pattern!r}: level {level!r} mixes text and wildcards; "
+                    "a placeholder or + must be a whole level ('#' is not supported)"
+                )
+            else:
+                regex.append(re.escape(level))
+        self.names = tuple(names)
+        self._regex = re.compile("/".join(regex) + "$")
+
+    def subscription(self, values: dict[str, str]) -> str:
+        """The filter with known placeholders filled and the rest as ``+``."""
+        out = []
+        for level in self.levels:
+            match = re.fullmatch(r"\{(\w+)\}", level)
+            out.append(values.get(match.group(1), "+") if match else level)
+        return "/".join(out)
+
+    def match(self, topic: str) -> dict[str, str] | None:
+        found = self._regex.match(topic)
+        return found.groupdict() if found else None
+
+
+# -- reloading -----------------------------------------------------------------------------
+
+
+@dataclass
+class RegistryWatcher:
+    """Polls a registry file's mtime and size; :meth:`check` returns a new good registry."""
+
+    path: Path
+    current: Registry | None = None
+    _stamp: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+
+    def load(self) -> Registry:
+        """First load: errors raise (a collector must not start on a broken registry)."""
+        self._stamp = self._read_stamp()
+        self.current = load_registry(self.path)
+        return self.current
+
+    def check(self) -> Registry | None:
+        """The new registry if the file changed and is valid; else ``None`` (errors logged)."""
+        stamp = self._read_stamp()
+        if stamp == self._stamp:
+            return None
+        self._stamp = stamp
+        try:
+            registry = load_registry(self.path)
+        except RegistryError as exc:
+            log.error("device registry not reloaded, keeping the previous one:\n%s", exc)
+            return None
+        if registry == self.current:
+            return None
+        self.current = registry
+        log.info("device registry reloaded from %s (%d devices)", self.path, len(registry.devices))
+        return registry
+
+    def _read_stamp(self) -> tuple[int, int] | None:
+        try:
+            info = self.path.stat()
+        except OSError:
+            return None
+        return info.st_mtime_ns, info.st_size

@@ -1,0 +1,562 @@
+"""MQTT collector (paho-mqtt 2.x, MQTT v5): broker -> spool, acknowledged after the spool.
+
+Zero loss rests on four facts (docs/streams.md):
+
+- the session is persistent from the *first* connect (``clean_start=False``, a session expiry
+  interval, a fixed client id), so the broker queues for us while we are down;
+- subscriptions are QoS 1 and acknowledged manually (``manual_ack=True``), only after the
+  spool's fsync: a crash before that makes the broker redeliver;
+- redeliveries are dropped by the spool's de-duplication on (device, sensor, ts);
+- acknowledgements of messages received on an earlier connection are not sent (the broker
+  redelivers those on the new one, and a stale packet id could acknowledge another message).
+
+Messages are handed from paho's network thread to an ingest thread, which parses them,
+appends whole groups to the spool in one transaction (one fsync for many messages) and then
+acknowledges them in arrival order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import queue
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from integration_platform.streams.devices import (
+    DeviceSpec,
+    MqttSettings,
+    Registry,
+    TopicPattern,
+)
+from integration_platform.streams.readings import Reading
+from integration_platform.streams.spool import Spool, SpoolFullError
+
+if TYPE_CHECKING:
+    import paho.mqtt.client as mqtt
+
+log = logging.getLogger(__name__)
+
+MIN_TS = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_TS = datetime(2262, 1, 1, tzinfo=UTC)  # pandas' nanosecond timestamps end in 2262
+INGEST_GROUP = 500
+
+
+class MalformedPayload(ValueError):
+    """A message (or one item of it) cannot be read as readings; the text says why."""
+
+
+# -- payload parsing (pure) ----------------------------------------------------------------
+
+
+def get_path(data: Any, path: str) -> Any:
+    """Value at a dotted path (``a.b.0.c``); ``KeyError`` when absent."""
+    node = data
+    for part in path.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif (
+            isinstance(node, list)
+            and part.lstrip("-").isdigit()
+            and -len(node) <= int(part) < len(node)
+        ):
+            node = node[int(part)]
+        else:
+            raise KeyError(path)
+    return node
+
+
+def parse_timestamp(raw: Any, unit: str = "ms") -> datetime:
+    """ISO-8601 with a zone, or epoch in ``unit`` (ms by default) -> aware UTC datetime."""
+    if isinstance(raw, bool):
+        raise MalformedPayload(f"ts {raw!r} is not a timestamp")
+    if isinstance(raw, int | float):
+        if not math.isfinite(raw):
+            raise MalformedPayload(f"ts {raw!r} is not a timestamp")
+        seconds = raw / 1000.0 if unit == "ms" else float(raw)
+        try:
+            ts = datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise MalformedPayload(f"ts {raw!r} is out of range") from exc
+    elif isinstance(raw, str):
+        try:
+            ts = datetime.fromisoformat(raw.strip())
+        except ValueError as exc:
+            raise MalformedPayload(f"ts {raw!r} is not ISO-8601") from exc
+        if ts.tzinfo is None:
+            raise MalformedPayload(f"ts {raw!r} has no time zone (add Z or an offset)")
+        ts = ts.astimezone(UTC)
+    else:
+        raise MalformedPayload(f"ts {raw!r} is not a timestamp")
+    if not MIN_TS <= ts < MAX_TS:
+        raise MalformedPayload(f"ts {raw!r} is outside 1970-2261")
+    return ts
+
+
+def _value(raw: Any) -> float | None:
+    if raw is None:
+        return None  # a gap; the writer accepts it only with quality bad
+    if isinstance(raw, bool):
+        raise MalformedPayload(f"value {raw!r} is not a number")
+    if isinstance(raw, int | float):
+        return float(raw)
+    if isinstance(raw, str):
+        try:
+            return float(raw)
+        except ValueError:
+            pass
+    raise MalformedPayload(f"value {raw!r} is not a number")
+
+
+def parse_message(
+    device: DeviceSpec,
+    topic: str,
+    topic_values: dict[str, str],
+    payload: bytes,
+    received_at: datetime,
+) -> tuple[list[Reading], list[str]]:
+    """Readings in one message, and the reasons items were skipped (malformed).
+
+    A message may hold one reading, a JSON array of readings, or an array at the ``readings``
+    path; item fields are found at the device's payload paths, missing ``ts`` falling back to
+    the envelope's. Values outside the sensor's valid range are kept with quality ``bad``.
+    """
+    paths = (device.mqtt or MqttSettings()).payload
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, ValueError):
+        raise MalformedPayload(f"not JSON: {payload[:60]!r}") from None
+    envelope = data if isinstance(data, dict) else {}
+    if paths.readings:
+        try:
+            items = get_path(data, paths.readings)
+        except KeyError:
+            raise MalformedPayload(f"no array at {paths.readings!r}") from None
+        if not isinstance(items, list):
+            raise MalformedPayload(f"{paths.readings!r} is not an array")
+    else:
+        items = data if isinstance(data, list) else [data]
+    if not items:
+        raise MalformedPayload("an empty array")
+    readings: list[Reading] = []
+    problems: list[str] = []
+    for item in items:
+        try:
+            readings.append(_item(device, topic, topic_values, item, envelope, received_at))
+        except MalformedPayload as exc:
+            problems.append(str(exc))
+    return readings, problems
+
+
+def _item(
+    device: DeviceSpec,
+    topic: str,
+    topic_values: dict[str, str],
+    item: Any,
+    envelope: dict,
+    received_at: datetime,
+) -> Reading:
+    paths = (device.mqtt or MqttSettings()).payload
+    if not isinstance(item, dict):
+        raise MalformedPayload(f"item {item!r} is not an object")
+    sensor_id = topic_values.get("sensor_id")
+    if sensor_id is None and paths.sensor_id:
+        try:
+            sensor_id = str(get_path(item, paths.sensor_id))
+        except KeyError:
+            raise MalformedPayload(f"no sensor id at {paths.sensor_id!r}") from None
+    if sensor_id is None:
+        sensor_id = device.sensors[0].sensor_id
+    sensor = device.sensor(sensor_id)
+    if sensor is None:
+        raise MalformedPayload(f"sensor {sensor_id!r} is not declared for {device.device_id}")
+    try:
+        raw_ts = get_path(item, paths.ts)
+    except KeyError:
+        try:
+            raw_ts = get_path(envelope, paths.ts)
+        except KeyError:
+            raise MalformedPayload(f"no timestamp at {paths.ts!r}") from None
+    ts = parse_timestamp(raw_ts, paths.ts_unit)
+    try:
+        value = _value(get_path(item, paths.value))
+    except KeyError:
+        raise MalformedPayload(f"no value at {paths.value!r}") from None
+    quality = "good"
+    if paths.quality:
+        try:
+            raw_quality = get_path(item, paths.quality)
+        except KeyError:
+            raw_quality = "good"
+        if not isinstance(raw_quality, str):
+            raise MalformedPayload(f"quality {raw_quality!r} is not text")
+        quality = raw_quality
+    if value is not None and math.isfinite(value) and not sensor.in_range(value):
+        quality = "bad"
+    return Reading(
+        device_id=device.device_id,
+        sensor_id=sensor.sensor_id,
+        sensor_type=sensor.type,
+        ts=ts,
+        value=value,
+        unit=sensor.unit,
+        quality=quality,
+        source_protocol="mqtt",
+        ingested_at=received_at,
+        origin=topic,
+    )
+
+
+# -- routing -------------------------------------------------------------------------------
+
+
+class Router:
+    """Subscription filters for the MQTT devices of a registry, and topic -> device."""
+
+    def __init__(self, registry: Registry, devices: Sequence[DeviceSpec]) -> None:
+        self.routes: list[tuple[TopicPattern, DeviceSpec, dict[str, str]]] = []
+        for device in devices:
+            settings = device.mqtt or MqttSettings()
+            fixed = {"site": registry.site_of(device), "device_id": device.device_id}
+            self.routes.append((TopicPattern(settings.topic), device, fixed))
+        self._cache: dict[str, tuple[DeviceSpec, dict[str, str]] | None] = {}
+
+    def filters(self) -> list[str]:
+        return sorted({pattern.subscription(fixed) for pattern, _, fixed in self.routes})
+
+    def route(self, topic: str) -> tuple[DeviceSpec, dict[str, str]] | None:
+        if topic in self._cache:
+            return self._cache[topic]
+        found = None
+        for pattern, device, fixed in self.routes:
+            values = pattern.match(topic)
+            if values is not None and all(values.get(k, v) == v for k, v in fixed.items()):
+                found = (device, values)
+                break
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[topic] = found
+        return found
+
+
+# -- the collector -------------------------------------------------------------------------
+
+
+@dataclass
+class MqttStats:
+    messages: int = 0
+    readings: int = 0
+    duplicates: int = 0
+    malformed: int = 0
+    unknown_topic: int = 0
+    acked: int = 0
+    stale_acks_skipped: int = 0
+    spool_full: int = 0
+    connects: int = 0
+    problems: list[str] = field(default_factory=list)  # the latest few, for logs and tests
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    """One broker connection; devices with equal settings share it."""
+
+    host: str
+    port: int
+    tls: bool
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    insecure: bool = False
+    username_env: str | None = None
+    password_env: str | None = None
+
+    @classmethod
+    def of(cls, device: DeviceSpec) -> BrokerConfig:
+        host, port = device.host_port
+        tls, creds = device.tls, device.credentials
+        return cls(
+            host=host,
+            port=port,
+            tls=device.uses_tls,
+            ca_file=tls.ca_file if tls else None,
+            cert_file=tls.cert_file if tls else None,
+            key_file=tls.key_file if tls else None,
+            insecure=tls.insecure if tls else False,
+            username_env=creds.username_env if creds else None,
+            password_env=creds.password_env if creds else None,
+        )
+
+    def label(self) -> str:
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+
+@dataclass
+class _Inbound:
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    generation: int
+    received_at: datetime
+
+
+class MqttCollector:
+    """One persistent MQTT v5 session feeding the spool."""
+
+    def __init__(
+        self,
+        broker: BrokerConfig,
+        registry: Registry,
+        devices: Sequence[DeviceSpec],
+        spool: Spool,
+        *,
+        client_id: str,
+        session_expiry_s: int = 86400,
+        shared_group: str | None = None,
+        keepalive_s: int = 30,
+    ) -> None:
+        self.broker = broker
+        self.spool = spool
+        self.client_id = client_id
+        self.session_expiry_s = session_expiry_s
+        self.shared_group = shared_group
+        self.keepalive_s = keepalive_s
+        self.stats = MqttStats()
+        self.ready = threading.Event()  # set once the subscriptions are confirmed
+        self._router = Router(registry, devices)
+        self._subscribed: set[str] = set()
+        self._inbox: queue.Queue[_Inbound] = queue.Queue()
+        self._generation = 0
+        self._stopping = threading.Event()
+        self._stop_deadline = float("inf")
+        self._ingest_thread: threading.Thread | None = None
+        self._client: mqtt.Client | None = None
+        self._lock = threading.Lock()
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+            reconnect_on_failure=True,
+        )
+        if self.broker.username_env or self.broker.password_env:
+            from integration_platform.streams.devices import Credentials
+
+            user, password = Credentials(
+                username_env=self.broker.username_env, password_env=self.broker.password_env
+            ).resolve()
+            client.username_pw_set(user, password)
+        if self.broker.tls:
+            client.tls_set(
+                ca_certs=self.broker.ca_file,
+                certfile=self.broker.cert_file,
+                keyfile=self.broker.key_file,
+            )
+            client.tls_insecure_set(self.broker.insecure)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_socket_open = _no_delay
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = self.session_expiry_s
+        # clean_start=False on the very first connect: paho's default (clean first only)
+        # drops the broker's queue across a restart.
+        client.connect_async(
+            self.broker.host,
+            self.broker.port,
+            keepalive=self.keepalive_s,
+            clean_start=False,
+            properties=properties,
+        )
+        self._client = client
+        self._ingest_thread = threading.Thread(
+            target=self._ingest, name=f"mqtt-ingest-{self.client_id}", daemon=True
+        )
+        self._ingest_thread.start()
+        client.loop_start()
+        log.info(
+            "MQTT %s as %r: %d topic filters, session expiry %ds",
+            self.broker.label(),
+            self.client_id,
+            len(self._router.filters()),
+            self.session_expiry_s,
+        )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Spool and acknowledge what was received, then disconnect (the session stays).
+
+        Under a steady flood the drain ends after ``timeout``; messages not spooled by then
+        stay unacknowledged and the broker redelivers them on the next start.
+        """
+        self._stop_deadline = time.monotonic() + timeout
+        self._stopping.set()
+        if self._ingest_thread is not None:
+            self._ingest_thread.join(timeout + 5)
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+
+    def update(self, registry: Registry, devices: Sequence[DeviceSpec]) -> None:
+        """Apply a reloaded registry: new routes, and (un)subscribe the changed filters."""
+        router = Router(registry, devices)
+        with self._lock:
+            self._router = router
+        client = self._client
+        if client is None or not client.is_connected():
+            return  # on_connect subscribes to the current filters
+        wanted = set(self._filters())
+        removed = sorted(self._subscribed - wanted)
+        added = sorted(wanted - self._subscribed)
+        if removed:
+            client.unsubscribe(removed)
+        if added:
+            self.ready.clear()  # set again by the SUBACK
+            client.subscribe([(f, 1) for f in added])
+        self._subscribed = wanted
+
+    # -- paho callbacks (network thread) ------------------------------------------------
+
+    def _filters(self) -> list[str]:
+        filters = self._router.filters()
+        if self.shared_group:
+            return [f"$share/{self.shared_group}/{f}" for f in filters]
+        return filters
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            log.error("MQTT %s refused the connection: %s", self.broker.label(), reason)
+            return
+        self._generation += 1
+        self.stats.connects += 1
+        log.info(
+            "MQTT connected to %s (session present: %s)",
+            self.broker.label(),
+            flags.session_present,
+        )
+        filters = self._filters()
+        self._subscribed = set(filters)
+        if filters:
+            client.subscribe([(f, 1) for f in filters])
+        else:
+            self.ready.set()
+
+    def _on_disconnect(
+        self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        if not self._stopping.is_set():
+            log.warning("MQTT %s disconnected (%s); reconnecting", self.broker.label(), reason)
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        failed = [str(r) for r in reasons if r.is_failure]
+        if failed:
+            log.error("MQTT subscription refused: %s", ", ".join(failed))
+        self.ready.set()
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        self._inbox.put(
+            _Inbound(
+                mid=message.mid,
+                qos=message.qos,
+                topic=message.topic,
+                payload=message.payload,
+                generation=self._generation,
+                received_at=datetime.now(UTC),
+            )
+        )
+
+    # -- ingest thread ------------------------------------------------------------------
+
+    def _ingest(self) -> None:
+        while True:
+            if self._stopping.is_set() and time.monotonic() > self._stop_deadline:
+                return
+            try:
+                first = self._inbox.get(timeout=0.2)
+            except queue.Empty:
+                if self._stopping.is_set():
+                    return
+                continue
+            group = [first]
+            while len(group) < INGEST_GROUP:
+                try:
+                    group.append(self._inbox.get_nowait())
+                except queue.Empty:
+                    break
+            self._handle(group)
+
+    def _handle(self, group: list[_Inbound]) -> None:
+        readings: list[Reading] = []
+        stats = self.stats
+        with self._lock:
+            router = self._router
+        for inbound in group:
+            stats.messages += 1
+            routed = router.route(inbound.topic)
+            if routed is None:
+                stats.unknown_topic += 1
+                self._problem(f"{inbound.topic}: no device declared for this topic")
+                continue
+            device, values = routed
+            try:
+                found, problems = parse_message(
+                    device, inbound.topic, values, inbound.payload, inbound.received_at
+                )
+            except MalformedPayload as exc:
+                found, problems = [], [str(exc)]
+            readings.extend(found)
+            for problem in problems:
+                stats.malformed += 1
+                self._problem(f"{inbound.topic}: {problem}")
+        while True:
+            try:
+                result = self.spool.append(readings)
+                break
+            except SpoolFullError as exc:
+                # Not acknowledged: the broker keeps the messages (back pressure).
+                stats.spool_full += 1
+                if stats.spool_full % 30 == 1:
+                    log.error("%s", exc)
+                if self._stopping.wait(1.0):
+                    return
+        stats.readings += result.accepted
+        stats.duplicates += result.duplicates
+        client = self._client
+        for inbound in group:
+            if inbound.qos == 0 or client is None:
+                continue
+            if inbound.generation != self._generation:
+                stats.stale_acks_skipped += 1  # redelivered on the new connection
+                continue
+            client.ack(inbound.mid, inbound.qos)
+            stats.acked += 1
+
+    def _problem(self, text: str) -> None:
+        problems = self.stats.problems
+        problems.append(text)
+        del problems[:-20]
+        count = self.stats.malformed + self.stats.unknown_topic
+        if count <= 10 or count % 1000 == 0:
+            log.warning("MQTT message skipped (%d so far): %s", count, text)
+
+
+def _no_delay(client: Any, userdata: Any, sock: Any) -> None:
+    """TCP_NODELAY: Nagle's algorithm held small PUBACKs/PUBLISHes back by tens of ms."""
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

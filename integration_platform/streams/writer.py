@@ -1,0 +1,402 @@
+"""Micro-batched, idempotent Delta appends of spooled readings.
+
+Each flush takes one batch from the spool (:meth:`Spool.claim`), checks it against the
+canonical ``SensorReading`` rules, appends the valid rows to ``telemetry/sensor_readings``
+(partitioned by ``date``) and the rejected ones to ``quarantine/sensor_readings``, then deletes
+the batch from the spool.
+
+deltalake does not enforce idempotent appends: committing the same ``Transaction(app_id,
+version)`` twice commits twice. So before each write the writer reads
+``DeltaTable.transaction_version(app_id)`` and skips a batch whose sequence number the table
+already has; a crash between the lake commit and the spool commit therefore never duplicates.
+This holds only with one writer per app id, which the spool (one per app id) arranges.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from integration_platform.streams.readings import Reading, iso
+from integration_platform.streams.spool import Batch, Spool
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+TABLE_PARTS = ("telemetry", "sensor_readings")
+QUARANTINE_PARTS = ("quarantine", "sensor_readings")
+READING_COLUMNS = [
+    "device_id",
+    "sensor_id",
+    "sensor_type",
+    "ts",
+    "value",
+    "unit",
+    "quality",
+    "source_protocol",
+    "ingested_at",
+]
+ENTITY = "sensor_reading"
+
+
+def readings_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    utc = pa.timestamp("us", tz="UTC")
+    return pa.schema(
+        [
+            ("device_id", pa.string()),
+            ("sensor_id", pa.string()),
+            ("sensor_type", pa.string()),
+            ("ts", utc),
+            ("value", pa.float64()),
+            ("unit", pa.string()),
+            ("quality", pa.string()),
+            ("source_protocol", pa.string()),
+            ("ingested_at", utc),
+            ("date", pa.date32()),
+        ]
+    )
+
+
+def quarantine_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("entity", pa.string()),
+            ("source_system", pa.string()),
+            ("external_id", pa.string()),
+            ("source_file", pa.string()),
+            ("source_line", pa.int64()),
+            ("reject_field", pa.string()),
+            ("reject_reason", pa.string()),
+            ("record", pa.string()),
+            ("run_id", pa.string()),
+            ("quarantined_at", pa.timestamp("us", tz="UTC")),
+        ]
+    )
+
+
+class LakeWriteError(RuntimeError):
+    """The lake refused a write; the batch stays in the spool and is retried."""
+
+
+@dataclass
+class WriterStats:
+    batches_written: int = 0
+    batches_skipped: int = 0  # already in the lake (a retry after a crash)
+    rows_written: int = 0
+    rows_quarantined: int = 0
+    duplicates_dropped: int = 0
+    lake_errors: int = 0
+    last_error: str | None = None
+    last_flush_at: float | None = None
+
+
+@dataclass(frozen=True)
+class FlushResult:
+    seq: int
+    rows: int
+    written: int
+    quarantined: int
+    duplicates: int
+    skipped: bool
+
+
+@dataclass
+class _Split:
+    valid: pd.DataFrame
+    rejected: list[tuple[Reading, str, str]] = field(default_factory=list)
+    duplicates: int = 0
+
+
+class DeltaWriter:
+    """Moves batches from a spool to the lake; :meth:`run` is the flush loop (a thread)."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        lake_root: str,
+        *,
+        flush_rows: int = 5000,
+        flush_seconds: float = 5.0,
+        storage_options: dict[str, str] | None = None,
+        after_lake_commit: Callable[[Batch], None] | None = None,
+    ) -> None:
+        if flush_rows < 1 or flush_seconds <= 0:
+            raise ValueError("flush_rows must be >= 1 and flush_seconds > 0")
+        self.spool = spool
+        self.app_id = spool.app_id
+        self.lake_root = lake_root.rstrip("/")
+        self.flush_rows = flush_rows
+        self.flush_seconds = flush_seconds
+        self.storage_options = storage_options
+        self.stats = WriterStats()
+        # Called between the lake commit and the spool commit: the crash window under test.
+        self._after_lake_commit = after_lake_commit
+
+    @property
+    def table_uri(self) -> str:
+        return "/".join([self.lake_root, *TABLE_PARTS])
+
+    @property
+    def quarantine_uri(self) -> str:
+        return "/".join([self.lake_root, *QUARANTINE_PARTS])
+
+    # -- one flush ----------------------------------------------------------------------
+
+    def flush_once(self) -> FlushResult | None:
+        """Write the oldest batch (or the open one); ``None`` when the spool is empty.
+
+        Raises :class:`LakeWriteError` when the lake refuses; the batch stays claimed and the
+        next call retries exactly it.
+        """
+        try:
+            # One writer per app id: these cannot change until this writer commits again.
+            table_version = self._txn_version(self.table_uri)
+            quarantine_version = self._txn_version(self.quarantine_uri)
+        except Exception as exc:  # the lake is unreachable: nothing claimed yet
+            raise self._lake_error("read the transaction version", exc) from exc
+        batch = self.spool.claim(
+            self.flush_rows, seq_floor=max(table_version, quarantine_version) + 1
+        )
+        if batch is None:
+            return None
+        split = split_batch(batch.readings)
+        written = quarantined = 0
+        skipped = True
+        try:
+            if len(split.valid) and table_version < batch.seq:
+                self._append(self.table_uri, to_arrow_readings(split.valid), batch.seq, "date")
+                written = len(split.valid)
+                skipped = False
+            if split.rejected and quarantine_version < batch.seq:
+                self._append(
+                    self.quarantine_uri,
+                    quarantine_arrow(split.rejected, run_id=f"{self.app_id}#{batch.seq}"),
+                    batch.seq,
+                    None,
+                )
+                quarantined = len(split.rejected)
+                skipped = False
+        except Exception as exc:
+            raise self._lake_error(f"append batch {batch.seq}", exc) from exc
+        if self._after_lake_commit is not None:
+            self._after_lake_commit(batch)
+        self.spool.commit(batch.batch_id)
+        stats = self.stats
+        stats.batches_written += 0 if skipped else 1
+        stats.batches_skipped += 1 if skipped else 0
+        stats.rows_written += written
+        stats.rows_quarantined += quarantined
+        stats.duplicates_dropped += split.duplicates
+        stats.last_flush_at = time.time()
+        stats.last_error = None
+        if split.rejected:
+            reasons = sorted({reason for _, _, reason in split.rejected})[:3]
+            log.warning(
+                "batch %d: %d readings quarantined (%s)", batch.seq, quarantined, "; ".join(reasons)
+            )
+        return FlushResult(
+            seq=batch.seq,
+            rows=len(batch.readings),
+            written=written,
+            quarantined=quarantined,
+            duplicates=split.duplicates,
+            skipped=skipped,
+        )
+
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Flush until the spool is empty; ``False`` if the lake kept failing until timeout."""
+        deadline = time.monotonic() + timeout
+        while self.spool.pending:
+            try:
+                self.flush_once()
+            except LakeWriteError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+        return True
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, *, drain_timeout: float = 30.0) -> None:
+        """Flush by size (``flush_rows`` pending) or by time (``flush_seconds`` since the
+        oldest pending reading), back off while the lake fails, drain on ``stop``."""
+        backoff = 0.5
+        while not stop.is_set():
+            pending = self.spool.wait(self.flush_rows, timeout=min(0.5, self.flush_seconds))
+            if stop.is_set():
+                break
+            if not pending:
+                continue
+            age = self.spool.oldest_pending_age() or 0.0
+            if pending < self.flush_rows and age < self.flush_seconds:
+                continue
+            try:
+                while self.flush_once() and self.spool.pending >= self.flush_rows:
+                    if stop.is_set():
+                        break
+                backoff = 0.5
+            except LakeWriteError as exc:
+                log.error(
+                    "%s; %d readings kept in the spool, retry in %.1fs", exc, pending, backoff
+                )
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+        if self.spool.pending:
+            log.info("flushing %d spooled readings before exit", self.spool.pending)
+            if not self.drain(drain_timeout):
+                log.error(
+                    "the lake did not accept %d readings before exit; they stay in the spool "
+                    "(%s) and are written on the next start",
+                    self.spool.pending,
+                    self.spool.path,
+                )
+
+    # -- lake access --------------------------------------------------------------------
+
+    def _txn_version(self, uri: str) -> int:
+        from deltalake import DeltaTable
+
+        if not DeltaTable.is_deltatable(uri, storage_options=self.storage_options):
+            return 0
+        table = DeltaTable(uri, storage_options=self.storage_options)
+        return int(table.transaction_version(self.app_id) or 0)
+
+    def _append(self, uri: str, data: pa.Table, seq: int, partition: str | None) -> None:
+        from deltalake import CommitProperties, Transaction, write_deltalake
+
+        write_deltalake(
+            uri,
+            data,
+            mode="append",
+            partition_by=[partition] if partition else None,
+            storage_options=self.storage_options,
+            commit_properties=CommitProperties(
+                app_transactions=[Transaction(self.app_id, seq)],
+                custom_metadata={"writer": self.app_id, "batch_seq": str(seq)},
+            ),
+        )
+
+    def _lake_error(self, what: str, exc: BaseException) -> LakeWriteError:
+        self.stats.lake_errors += 1
+        message = f"lake {self.lake_root}: cannot {what}: {type(exc).__name__}: {exc}"
+        self.stats.last_error = message
+        return LakeWriteError(message)
+
+
+# -- pure parts, tested on their own --------------------------------------------------------
+
+
+def split_batch(readings: Sequence[Reading]) -> _Split:
+    """Drop duplicates on (device, sensor, ts), then split by the SensorReading rules.
+
+    Rules that cannot be checked (an unexpected validation failure) reject the whole batch to
+    quarantine with the reason rather than stopping the collector: nothing is lost.
+    """
+    import pandas as pd
+
+    from integration_platform.model.sensor_reading import SensorReading
+    from integration_platform.model.validation import validate_rows
+
+    seen: set[str] = set()
+    unique: list[Reading] = []
+    for reading in readings:
+        key = reading.key()
+        if key not in seen:
+            seen.add(key)
+            unique.append(reading)
+    duplicates = len(readings) - len(unique)
+    if not unique:
+        return _Split(valid=pd.DataFrame(columns=READING_COLUMNS), duplicates=duplicates)
+    try:
+        frame = pd.DataFrame(
+            {
+                "device_id": [r.device_id for r in unique],
+                "sensor_id": [r.sensor_id for r in unique],
+                "sensor_type": [r.sensor_type for r in unique],
+                "ts": pd.to_datetime([r.ts for r in unique], utc=True),
+                "value": pd.array([_float_or_none(r.value) for r in unique], dtype="Float64"),
+                "unit": [r.unit for r in unique],
+                "quality": [r.quality for r in unique],
+                "source_protocol": [r.source_protocol for r in unique],
+                "ingested_at": pd.to_datetime([r.ingested_at for r in unique], utc=True),
+            }
+        )
+        result = validate_rows(frame, SensorReading)
+    except Exception as exc:
+        reason = f"validation failed for the whole batch: {type(exc).__name__}: {exc}"
+        return _Split(
+            valid=pd.DataFrame(columns=READING_COLUMNS),
+            rejected=[(r, "*", reason) for r in unique],
+            duplicates=duplicates,
+        )
+    rejected = [
+        (unique[int(index)], str(row["reject_field"]), str(row["reject_reason"]))
+        for index, row in result.rejected.iterrows()
+    ]
+    return _Split(valid=result.valid, rejected=rejected, duplicates=duplicates)
+
+
+def _float_or_none(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def to_arrow_readings(valid: pd.DataFrame) -> pa.Table:
+    """The canonical columns plus ``date`` (UTC day of ``ts``), in the table's fixed schema."""
+    import pyarrow as pa
+
+    schema = readings_schema()
+    columns: dict[str, Any] = {}
+    for name in READING_COLUMNS:
+        series = valid[name]
+        if name == "value":
+            columns[name] = pa.array(series.astype("float64"), type=pa.float64(), from_pandas=True)
+        elif name in {"ts", "ingested_at"}:
+            columns[name] = pa.array(series.dt.tz_convert("UTC")).cast(schema.field(name).type)
+        else:
+            columns[name] = pa.array(series.astype(object), type=pa.string(), from_pandas=True)
+    columns["date"] = pa.array(valid["ts"].dt.tz_convert("UTC").dt.date, type=pa.date32())
+    return pa.table(columns, schema=schema)
+
+
+def quarantine_arrow(rejected: Sequence[tuple[Reading, str, str]], *, run_id: str) -> pa.Table:
+    """Rejected readings as quarantine records (the project's quarantine columns)."""
+    import pyarrow as pa
+
+    now = datetime.now(UTC)
+    rows = {
+        "entity": [ENTITY] * len(rejected),
+        "source_system": [r.source_protocol for r, _, _ in rejected],
+        "external_id": [f"{r.device_id}/{r.sensor_id}@{iso(r.ts)}" for r, _, _ in rejected],
+        "source_file": [r.origin for r, _, _ in rejected],
+        "source_line": [None] * len(rejected),
+        "reject_field": [f for _, f, _ in rejected],
+        "reject_reason": [why for _, _, why in rejected],
+        "record": [_record_json(r) for r, _, _ in rejected],
+        "run_id": [run_id] * len(rejected),
+        "quarantined_at": [now] * len(rejected),
+    }
+    return pa.table(rows, schema=quarantine_schema())
+
+
+def _record_json(reading: Reading) -> str:
+    data = json.loads(reading.to_json())
+    data.pop("origin", None)
+    return json.dumps(data)
