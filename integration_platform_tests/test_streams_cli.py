@@ -29,7 +29,7 @@ def test_devices_check_reports_file_line_and_field(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["devices", "check", str(EXAMPLE_DEVICES)]) == 0
-    assert "ok: 3 devices, 9 sensors" in capsys.readouterr().out
+    assert "ok: 4 devices, 12 sensors" in capsys.readouterr().out
     broken = tmp_path / "devices.yaml"
     broken.write_text(
         "devices:\n"
@@ -95,6 +95,7 @@ def test_simulated_example_plant_lands_in_the_lake(tmp_path: Path, data_dir: Pat
         .replace("site: plant1", f"site: {site}")
         .replace("client_id: ip-collector-1", f"client_id: {client_id}")
         .replace("tcp://127.0.0.1:5020", f"tcp://127.0.0.1:{port}")
+        .replace("opc.tcp://127.0.0.1:4840", f"opc.tcp://127.0.0.1:{_free_port()}")
         .replace("poll_interval_s: 1.0", "poll_interval_s: 0.2")
     )
     devices = tmp_path / "devices.yaml"
@@ -132,7 +133,7 @@ def test_simulated_example_plant_lands_in_the_lake(tmp_path: Path, data_dir: Pat
     frame = read_delta_independently(data_dir / "lake" / "telemetry" / "sensor_readings")
     frame = frame.to_pandas()
     counts = frame.groupby(["device_id", "sensor_id"]).size()
-    assert len(counts) == 9  # every sensor of the example: MQTT (both shapes) and Modbus
+    assert len(counts) == 12  # every sensor of the example: MQTT (both shapes), Modbus, OPC-UA
     assert not frame.duplicated(["device_id", "sensor_id", "ts"]).any()
     vibration = frame[frame.sensor_id == "bearing_vibration"].sort_values("ts")["value"]
     assert vibration.iloc[:5].max() < 4.5 < 7.1 < vibration.max()  # the injected fault

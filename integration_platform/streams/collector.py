@@ -1,9 +1,10 @@
 """The collector process: every device of a registry -> one spool -> one Delta writer.
 
 Threads: paho's network thread and an ingest thread per MQTT broker, an asyncio loop for the
-Modbus pollers, the writer's flush loop, and the main thread (registry reloads, progress logs,
-signals). On stop the order is: MQTT (spool and acknowledge what arrived, keep the session),
-Modbus, then the writer drains the spool into the lake, then the spool closes.
+Modbus pollers, another for the OPC-UA sessions, the writer's flush loop, and the main thread
+(registry reloads, progress logs, signals). On stop the order is: MQTT (spool and acknowledge
+what arrived, keep the session), Modbus, OPC-UA, then the writer drains the spool into the
+lake, then the spool closes.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from integration_platform.streams.spool import DEFAULT_MAX_BYTES, Spool, spool_p
 
 log = logging.getLogger(__name__)
 
-COLLECTED = ("mqtt", "modbus")
+COLLECTED = ("mqtt", "modbus", "opcua")
 
 
 @dataclass
@@ -56,6 +57,7 @@ class Collector:
             max_bytes=config.spool_max_bytes,
         )
         from integration_platform.streams.modbus import ModbusRunner
+        from integration_platform.streams.opcua import OpcuaRunner
         from integration_platform.streams.writer import DeltaWriter
 
         self.writer = DeltaWriter(
@@ -65,6 +67,7 @@ class Collector:
             flush_seconds=config.flush_seconds,
         )
         self.modbus = ModbusRunner(self.spool)
+        self.opcua = OpcuaRunner(self.spool)
         self.mqtt: dict[Any, Any] = {}  # BrokerConfig -> MqttCollector
         self._writer_stop = threading.Event()
         self._writer_thread = threading.Thread(
@@ -90,6 +93,7 @@ class Collector:
         )
         self._writer_thread.start()
         self.modbus.start()
+        self.opcua.start()
         self._apply(self.registry)
 
     def run(self, stop: threading.Event) -> None:
@@ -113,6 +117,7 @@ class Collector:
         for collector in self.mqtt.values():
             collector.stop()
         self.modbus.stop()
+        self.opcua.stop()
         self._writer_stop.set()
         if self._writer_thread.ident is not None:  # started
             self._writer_thread.join(self.config.drain_timeout + 10)
@@ -162,6 +167,7 @@ class Collector:
             collector.start()
             self.mqtt[broker] = collector
         self.modbus.sync(registry.enabled("modbus"))
+        self.opcua.sync(registry.enabled("opcua"))
 
     # -- progress -----------------------------------------------------------------------
 
@@ -178,6 +184,7 @@ class Collector:
             "uptime_s": round(time.monotonic() - self._started, 1),
             "mqtt": mqtt,
             "modbus": asdict(self.modbus.stats),
+            "opcua": asdict(self.opcua.stats),
             "spool": asdict(spool),
             "writer": asdict(self.writer.stats),
         }
@@ -198,9 +205,10 @@ class Collector:
     def report(self) -> None:
         status = self.status()
         mqtt = status["mqtt"].values()
-        w, s, m = status["writer"], status["spool"], status["modbus"]
+        w, s, m, o = status["writer"], status["spool"], status["modbus"], status["opcua"]
         log.info(
             "progress: mqtt %d msgs %d readings %d dup %d malformed | modbus %d polls %d gaps | "
+            "opcua %d readings %d gaps %d backfilled | "
             "spool %d pending | lake %d rows %d quarantined %d batches %d errors",
             sum(x["messages"] for x in mqtt),
             sum(x["readings"] for x in mqtt),
@@ -208,6 +216,9 @@ class Collector:
             sum(x["malformed"] + x["unknown_topic"] for x in mqtt),
             m["polls"],
             m["gap_readings"],
+            o["readings"],
+            o["gap_readings"],
+            o["backfilled"],
             s["pending_rows"],
             w["rows_written"],
             w["rows_quarantined"],

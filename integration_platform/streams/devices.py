@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"  # no '/', '+', '#': ids are topic levels
 CODE_PATTERN = r"^[a-z][a-z0-9_]*$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# OPC-UA node ids in their string form: optional ns=<index>; or nsu=<uri>; then i= s= g= b=.
+NODE_ID_PATTERN = r"^((ns=\d+|nsu=[^;]+);)?[isgb]=.+$"
 PLACEHOLDERS = frozenset({"site", "device_id", "sensor_id"})
 DEFAULT_TOPIC = "plant/{site}/{device_id}/{sensor_id}"
 
@@ -33,6 +35,7 @@ _PATTERN_TEXT = {
     ID_PATTERN: "must be an identifier of letters, digits and _ . : - (no '/', '+', '#')",
     CODE_PATTERN: "must be a lowercase code of letters, digits and '_' (e.g. 'vibration')",
     ENV_NAME_PATTERN: "must be the name of an environment variable (e.g. MQTT_PASSWORD)",
+    NODE_ID_PATTERN: "must be an OPC-UA node id such as 'ns=2;s=Pump1.Vibration' or 'i=2258'",
 }
 
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
@@ -94,6 +97,9 @@ class SensorSpec(_Model):
     thresholds: Thresholds | None = None
     asset_id: Id | None = None
     register_: Register | None = Field(None, alias="register")  # BaseModel has .register
+    node_id: str | None = Field(
+        None, pattern=NODE_ID_PATTERN, description="OPC-UA node of the value (opcua devices)."
+    )
     simulate: Simulation | None = None
 
     @field_validator("valid_range")
@@ -141,6 +147,49 @@ class ModbusSettings(_Model):
     timeout_s: float = Field(1.0, gt=0)
 
 
+class OpcuaSecurity(_Model):
+    """Message security of an OPC-UA session: policy, mode and this client's key pair (paths)."""
+
+    policy: Literal["None", "Basic256Sha256"] = "None"
+    mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
+    certificate: str | None = Field(None, description="Client certificate (DER or PEM) path.")
+    private_key: str | None = Field(None, description="Client private key (PEM) path.")
+    server_certificate: str | None = Field(
+        None, description="Expected server certificate path (else taken from the endpoint)."
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> OpcuaSecurity:
+        if (self.policy == "None") != (self.mode == "None"):
+            raise ValueError(
+                "policy and mode go together: policy None with mode None, or Basic256Sha256 "
+                "with mode Sign or SignAndEncrypt"
+            )
+        if self.policy != "None" and not (self.certificate and self.private_key):
+            raise ValueError(f"policy {self.policy} needs certificate and private_key paths")
+        return self
+
+
+class OpcuaSettings(_Model):
+    publishing_interval_ms: float = Field(
+        500.0, gt=0, description="How often the server sends data-change notifications."
+    )
+    sampling_interval_ms: float = Field(
+        0.0, ge=0, description="How often the server samples a node (0: every change)."
+    )
+    queue_size: int = Field(
+        100, ge=1, description="Changes the server queues per node between notifications."
+    )
+    timeout_s: float = Field(4.0, gt=0, description="Answer timeout of each request.")
+    reconnect_max_delay_s: float = Field(
+        30.0, ge=1, description="Cap of the exponential backoff between reconnect attempts."
+    )
+    history_backfill: bool = Field(
+        True, description="After an outage, read the gap from the server's history."
+    )
+    security: OpcuaSecurity = OpcuaSecurity()
+
+
 class Credentials(_Model):
     """Names of environment variables holding secrets; never the secrets themselves."""
 
@@ -179,6 +228,7 @@ class DeviceSpec(_Model):
     enabled: bool = True
     mqtt: MqttSettings | None = None
     modbus: ModbusSettings | None = None
+    opcua: OpcuaSettings | None = None
     sensors: list[SensorSpec] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -188,7 +238,11 @@ class DeviceSpec(_Model):
         if twice:
             raise ValueError(f"sensor ids must be unique per device; repeated: {', '.join(twice)}")
         scheme = urlsplit(self.endpoint).scheme
-        allowed = {"mqtt": {"mqtt", "mqtts", "tcp", "ssl"}, "modbus": {"tcp", "modbus"}}
+        allowed = {
+            "mqtt": {"mqtt", "mqtts", "tcp", "ssl"},
+            "modbus": {"tcp", "modbus"},
+            "opcua": {"opc.tcp"},
+        }
         if self.protocol in allowed and scheme not in allowed[self.protocol]:
             raise ValueError(
                 f"endpoint {self.endpoint!r}: a {self.protocol} endpoint starts with "
@@ -198,6 +252,10 @@ class DeviceSpec(_Model):
             lacking = [s.sensor_id for s in self.sensors if s.register_ is None]
             if lacking:
                 raise ValueError(f"modbus sensors need a register: {', '.join(lacking)}")
+        if self.protocol == "opcua":
+            lacking = [s.sensor_id for s in self.sensors if s.node_id is None]
+            if lacking:
+                raise ValueError(f"opcua sensors need a node_id: {', '.join(lacking)}")
         if self.protocol == "mqtt":
             settings = self.mqtt or MqttSettings()
             if "sensor_id" not in TopicPattern(settings.topic).names and (
@@ -212,9 +270,11 @@ class DeviceSpec(_Model):
     @property
     def host_port(self) -> tuple[str, int]:
         parts = urlsplit(self.endpoint)
-        default = {"mqtt": 1883, "tcp": 1883 if self.protocol == "mqtt" else 502}.get(
-            parts.scheme, 8883 if parts.scheme in {"mqtts", "ssl"} else 502
-        )
+        default = {
+            "mqtt": 1883,
+            "tcp": 1883 if self.protocol == "mqtt" else 502,
+            "opc.tcp": 4840,
+        }.get(parts.scheme, 8883 if parts.scheme in {"mqtts", "ssl"} else 502)
         return parts.hostname or "127.0.0.1", parts.port or default
 
     @property

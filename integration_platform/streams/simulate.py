@@ -1,4 +1,4 @@
-"""A plant simulator for the example devices: MQTT publishers and a Modbus TCP server.
+"""A plant simulator for the example devices: MQTT publishers, Modbus TCP and OPC-UA servers.
 
 Signals are plausible rather than random: a base value, a daily cycle, slow drift, Gaussian
 noise, and, for sensors marked ``simulate: {fault: true}``, a bearing fault that ramps the
@@ -87,6 +87,7 @@ class SimulatorStats:
     ticks: int = 0
     published: int = 0
     modbus_servers: dict[str, int] = field(default_factory=dict)  # device id -> port
+    opcua_servers: dict[str, int] = field(default_factory=dict)  # device id -> port
 
 
 def _set_path(target: dict, path: str, value: Any) -> None:
@@ -187,6 +188,88 @@ class ModbusSimServer:
             self._server = None
 
 
+class OpcuaSimServer:
+    """An asyncua server with one Double variable per sensor node, history kept in memory.
+
+    Values carry the simulation's timestamp as source timestamp; every change is historized
+    (``historize_node_data_change``) so a collector can backfill an outage with HistoryRead.
+    """
+
+    def __init__(self, device: DeviceSpec, port: int, history_s: float = 3600.0) -> None:
+        self.device = device
+        self.port = port
+        self.history_s = history_s
+        self.nodes: dict[str, Any] = {}  # sensor id -> Node
+        self._server: Any = None
+
+    @property
+    def endpoint(self) -> str:
+        parts = urlsplit(self.device.endpoint)
+        return f"opc.tcp://127.0.0.1:{self.port}{parts.path}"
+
+    async def start(self, values: dict[str, float]) -> int:
+        from datetime import timedelta
+
+        from asyncua import Server, ua
+
+        if self.port == 0:
+            self.port = _free_port()
+        server = Server()
+        await server.init()
+        server.set_endpoint(self.endpoint)
+        server.set_server_name(f"integration-platform simulator ({self.device.device_id})")
+        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        sim_ns = await server.register_namespace("urn:integration-platform:simulator")
+        folder = await server.nodes.objects.add_object(sim_ns, self.device.device_id)
+        now = _now()
+        for sensor in self.device.sensors:
+            node_id = ua.NodeId.from_string(sensor.node_id or "")
+            uri = getattr(node_id, "NamespaceUri", None)  # nsu=<uri>;... forms
+            if uri:
+                index = await server.register_namespace(uri)
+                node_id = ua.NodeId(node_id.Identifier, index, node_id.NodeIdType)
+            # ns=<index> ids: register placeholder namespaces until the index exists.
+            while node_id.NamespaceIndex >= len(await server.get_namespace_array()):
+                count = len(await server.get_namespace_array())
+                await server.register_namespace(f"urn:integration-platform:simulator:{count}")
+            node = await folder.add_variable(node_id, sensor.sensor_id, 0.0)
+            await node.write_value(_datavalue(values.get(sensor.sensor_id, 0.0), now))
+            self.nodes[sensor.sensor_id] = node
+        await server.start()
+        await server.historize_node_data_change(
+            list(self.nodes.values()), period=timedelta(seconds=self.history_s)
+        )
+        self._server = server
+        return self.port
+
+    async def set_values(self, values: dict[str, float], ts: datetime) -> None:
+        for sensor_id, value in values.items():
+            node = self.nodes.get(sensor_id)
+            if node is not None:
+                await node.write_value(_datavalue(value, ts))
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop()
+            self._server = None
+
+
+def _datavalue(value: float, ts: datetime) -> Any:
+    from asyncua import ua
+
+    return ua.DataValue(
+        ua.Variant(float(value), ua.VariantType.Double), SourceTimestamp=ts, ServerTimestamp=ts
+    )
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _clamp_int(value: float, dtype: str) -> float:
     bits = {"int16": 16, "uint16": 16, "int32": 32, "uint32": 32}[dtype]
     low, high = (
@@ -204,6 +287,7 @@ async def run_simulator(
     fault_after_s: float | None = None,
     time_scale: float = 1.0,
     modbus_port: int | None = None,
+    opcua_port: int | None = None,
     stop: threading.Event | None = None,
     on_ready: Callable[[SimulatorStats], None] | None = None,
     seed: int = 7,
@@ -239,6 +323,19 @@ async def run_simulator(
         stats.modbus_servers[device.device_id] = await server.start()
         servers.append(server)
         print(f"Modbus TCP simulator for {device.device_id} on 127.0.0.1:{server.port}", flush=True)
+    opcua_servers: list[OpcuaSimServer] = []
+    for device in registry.enabled("opcua"):
+        # opcua_port applies to the first OPC-UA device; the others get free ports.
+        port = device.host_port[1] if opcua_port is None else (0 if opcua_servers else opcua_port)
+        opcua = OpcuaSimServer(device, port)
+        stats.opcua_servers[device.device_id] = await opcua.start(
+            {
+                s.sensor_id: signals[(device.device_id, s.sensor_id)].value(0, _now())
+                for s in device.sensors
+            }
+        )
+        opcua_servers.append(opcua)
+        print(f"OPC-UA simulator for {device.device_id} on {opcua.endpoint}", flush=True)
     client = _mqtt_publisher(mqtt_url) if mqtt_url and registry.enabled("mqtt") else None
     if client is not None:
         print(f"publishing to {mqtt_url} every {interval_s:g}s; fault after {fault_after_s:g}s")
@@ -267,6 +364,10 @@ async def run_simulator(
                     for server in servers:
                         if server.device.device_id == device.device_id:
                             server.set_values(values)
+                elif device.protocol == "opcua":
+                    for opcua in opcua_servers:
+                        if opcua.device.device_id == device.device_id:
+                            await opcua.set_values(values, now)
             stats.ticks += 1
             if stats.ticks % max(1, int(10 / interval_s)) == 0:
                 faulty = [
@@ -287,6 +388,8 @@ async def run_simulator(
             client.loop_stop()
         for server in servers:
             await server.stop()
+        for opcua in opcua_servers:
+            await opcua.stop()
     return stats
 
 
