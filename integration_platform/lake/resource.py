@@ -152,6 +152,54 @@ class DeltaLake(dg.ConfigurableResource):
         )
         return DeltaTable(uri, storage_options=self.storage_options).version()
 
+    def merge(
+        self,
+        frame: pd.DataFrame,
+        parts: Sequence[str],
+        *,
+        on: Sequence[str],
+        update: bool = True,
+        update_when: str | None = None,
+        commit_metadata: dict[str, str] | None = None,
+    ) -> int:
+        """Upsert ``frame`` by the key columns ``on`` in one commit; returns the new version.
+
+        Rows whose key is new are inserted; stored rows are replaced when ``update`` and
+        ``update_when`` holds (a Delta predicate over ``s.`` source and ``t.`` target columns,
+        e.g. ``s.updated_at > t.updated_at``), else left alone. Source columns are cast to the
+        table's types. A missing table is created from the frame.
+        """
+        from deltalake import CommitProperties, DeltaTable
+
+        if not self.exists(parts):
+            return self.write(frame, parts, mode="append", commit_metadata=commit_metadata)
+        uri = self.table_uri(parts)
+        table = DeltaTable(uri, storage_options=self.storage_options)
+        source = _conform(to_arrow(frame), pa.schema(table.schema().to_arrow()))
+        predicate = " AND ".join(f"t.`{column}` = s.`{column}`" for column in on)
+        merger = table.merge(
+            source,
+            predicate=predicate,
+            source_alias="s",
+            target_alias="t",
+            commit_properties=CommitProperties(custom_metadata=commit_metadata or {}),
+        )
+        if update:
+            merger = merger.when_matched_update_all(predicate=update_when)
+        merger.when_not_matched_insert_all().execute()
+        return DeltaTable(uri, storage_options=self.storage_options).version()
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with the columns of ``schema``, in its order and types (missing ones null)."""
+    columns = []
+    for target in schema:
+        if target.name in table.column_names:
+            columns.append(table.column(target.name).cast(target.type))
+        else:
+            columns.append(pa.nulls(len(table), type=target.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
 
 def to_arrow(frame: pd.DataFrame) -> pa.Table:
     """Arrow table for Delta: all-null columns become strings (Delta has no null type)."""

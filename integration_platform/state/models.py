@@ -122,6 +122,12 @@ class MaintenanceEventHook(Base):
     occurred_at: Mapped[datetime | None] = mapped_column()
     # How the sender proved who it is ("standard", "sha256"); shows which secrets to rotate.
     signature_scheme: Mapped[str | None] = mapped_column(sa.String(32))
+    # The processing run holding the event (its lease ends at next_attempt_at while the status
+    # is "processing") and when it claimed it; outcomes are written only by the holder.
+    claimed_by: Mapped[str | None] = mapped_column(sa.String(100))
+    claimed_at: Mapped[datetime | None] = mapped_column()
+    # How the receiver read the body (common, maximo, upkeep, fiix): picks the mapping.
+    message_format: Mapped[str | None] = mapped_column(sa.String(16))
 
     __table_args__ = (
         sa.CheckConstraint(

@@ -10,6 +10,8 @@ import json
 import sys
 import time
 import uuid
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_PORT = 8080
@@ -19,7 +21,7 @@ def add_webhook_commands(subparsers: argparse._SubParsersAction) -> None:  # typ
     """Add the ``webhooks`` command group to the top-level sub-command parsers."""
     webhooks = subparsers.add_parser(
         "webhooks",
-        help="webhook receiver: serve, list sources, send a signed test event",
+        help="webhook receiver: serve, list sources, send a signed test event, replay dead letters",
         description=(
             "The HMAC-signed webhook receiver (POST /api/v1/hooks/maintenance/events). Sources "
             "come from WEBHOOK_SOURCES and WEBHOOK_<SOURCE>_SECRETS/_SCHEME/_FORMAT; events go "
@@ -79,6 +81,24 @@ def add_webhook_commands(subparsers: argparse._SubParsersAction) -> None:  # typ
     )
     test_send.add_argument("--timeout", type=float, default=10.0, help="seconds to wait")
     test_send.set_defaults(handler=run_test_send)
+
+    replay = commands.add_parser(
+        "replay",
+        help="queue dead-lettered events again",
+        description=(
+            "Moves events in dead_letter back to pending with a fresh attempt count, so the "
+            "next sensor tick processes them. Fix the cause first (mapping, missing record); "
+            "the last error is kept in error_message, prefixed 'replayed after:'."
+        ),
+    )
+    replay.add_argument("--source", help="only this source's dead letters")
+    replay.add_argument(
+        "--event-id",
+        action="append",
+        default=[],
+        help="only this event id (repeat for several)",
+    )
+    replay.set_defaults(handler=run_replay)
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -140,7 +160,35 @@ def signed_request(
     return headers
 
 
-def run_test_send(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class SentEvent:
+    url: str
+    status: int
+    reason: str
+    text: str
+    body: bytes
+    headers: dict[str, str]
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+def send_test_event(
+    source_name: str,
+    url: str,
+    *,
+    event_type: str = "work_order.status_changed",
+    entity_id: str = "WO-1001",
+    event_id: str | None = None,
+    timeout: float = 10.0,
+    record: dict[str, Any] | None = None,
+) -> SentEvent:
+    """Build the sample message, sign it as ``source_name`` and post it (``test-send``).
+
+    ``record`` overrides fields of the sample (for a Maximo message, attributes of the record;
+    ``None`` leaves the field out), e.g. to address a work order that exists at a given site.
+    """
     import requests
 
     from integration_platform.settings import ConfigError
@@ -148,26 +196,69 @@ def run_test_send(args: argparse.Namespace) -> int:
     from integration_platform.webhooks.sources import WebhookSources
 
     sources = WebhookSources.from_env()
-    if args.source not in sources:
+    if source_name not in sources:
         raise ConfigError(
-            f"--source {args.source!r} is not in WEBHOOK_SOURCES ({', '.join(sources)})"
+            f"--source {source_name!r} is not in WEBHOOK_SOURCES ({', '.join(sources)})"
         )
-    source = sources[args.source]
-    document = sample_document(source.format, args.event_type, args.entity_id)
+    source = sources[source_name]
+    document = sample_document(source.format, event_type, entity_id)
+    if record:
+        target = document.get("data") if source.format in ("common", "upkeep") else document
+        if source.format == "fiix":
+            target = document["object"]
+        for key, value in record.items():
+            if value is None:
+                target.pop(key, None)  # absent, as Maximo leaves out null attributes
+            else:
+                target[key] = value
     id_field = {"common": "id", "upkeep": "id", "fiix": "eventId"}.get(source.format)
-    if args.event_id and source.scheme != "standard" and id_field:
-        document[id_field] = args.event_id  # without webhook-id the body carries the id
+    if event_id and source.scheme != "standard" and id_field:
+        document[id_field] = event_id  # without webhook-id the body carries the id
     body = json.dumps(document).encode()
-    headers = signed_request(source.name, body, event_id=args.event_id)
-    url = endpoint_url(args.url)
-    print(f"POST {url} ({source.name}, {source.scheme}, {args.event_type}, {len(body)} bytes)")
+    headers = signed_request(source.name, body, event_id=event_id)
+    endpoint = endpoint_url(url)
+    answer = requests.post(endpoint, data=body, headers=headers, timeout=timeout)
+    return SentEvent(
+        endpoint, answer.status_code, answer.reason, answer.text, body, dict(answer.headers)
+    )
+
+
+def run_test_send(args: argparse.Namespace) -> int:
+    import requests
+
+    from integration_platform.webhooks.sources import WebhookSources
+
+    source = WebhookSources.from_env().get(args.source)
+    if source is not None:
+        print(f"POST {endpoint_url(args.url)} ({source.name}, {source.scheme}, {args.event_type})")
     try:
-        answer = requests.post(url, data=body, headers=headers, timeout=args.timeout)
+        sent = send_test_event(
+            args.source,
+            args.url,
+            event_type=args.event_type,
+            entity_id=args.entity_id,
+            event_id=args.event_id,
+            timeout=args.timeout,
+        )
     except requests.RequestException as exc:
         print(f"request failed: {exc}", file=sys.stderr)
         return 1
-    print(f"{answer.status_code} {answer.reason}")
-    if "Retry-After" in answer.headers:
-        print(f"Retry-After: {answer.headers['Retry-After']}")
-    print(answer.text)
-    return 0 if answer.ok else 1
+    print(f"{sent.status} {sent.reason} ({len(sent.body)} bytes sent)")
+    if "Retry-After" in sent.headers:
+        print(f"Retry-After: {sent.headers['Retry-After']}")
+    print(sent.text)
+    return 0 if sent.ok else 1
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    from integration_platform.state.engine import database_url, make_engine
+    from integration_platform.webhooks.inbox import replay
+
+    engine = make_engine(database_url())
+    try:
+        count = replay(engine, source=args.source, event_ids=args.event_id)
+    finally:
+        engine.dispose()
+    scope = f" of {args.source}" if args.source else ""
+    print(f"{count} dead-lettered event(s){scope} queued again (status pending)")
+    return 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 _COMMON_DATA: dict[str, dict[str, Any]] = {
@@ -51,13 +51,19 @@ def sample_document(
             "_rowstamp": str(int(now.timestamp() * 1000)),
         }
         if entity_type == "work_order":
+            completed = action == "status_changed"
             record.update(
                 assetnum="P-101",
                 description="Pump P-101 bearing temperature high",
                 worktype="CM",
                 wopriority=2,
-                status="COMP" if action == "status_changed" else "INPRG",
+                status="COMP" if completed else "INPRG",
+                statusdate=now.isoformat(),
+                reportdate=(now - timedelta(days=1)).isoformat(),
+                actstart=(now - timedelta(hours=4)).isoformat(),
             )
+            if completed:
+                record["actfinish"] = now.isoformat()
         return record
     if message_format == "upkeep":
         names = {

@@ -51,6 +51,8 @@ class InboxEvent:
     payload: Any
     signature: str
     signature_scheme: str
+    message_format: str | None = None
+    """How the body was read (``common``, ``maximo``, ...); the processing side maps by it."""
 
 
 def _insert(dialect: str) -> Any:
@@ -81,6 +83,7 @@ def store_event(engine: Engine, event: InboxEvent) -> StoredEvent:
             event_payload=event.payload,
             hmac_signature=event.signature,
             signature_scheme=event.signature_scheme,
+            message_format=event.message_format,
         )
         .on_conflict_do_nothing(index_elements=_KEY)
         .returning(_TABLE.c.id)
@@ -105,6 +108,76 @@ def store_event(engine: Engine, event: InboxEvent) -> StoredEvent:
             raise InboxRefused(_reason(exc)) from exc
         raise
     return StoredEvent(event.event_id, row_id, duplicate)
+
+
+def _values(event: InboxEvent) -> dict[str, Any]:
+    return {
+        "cmms_system_id": event.source,
+        "event_id": event.event_id,
+        "event_type": event.event_type,
+        "entity_type": event.entity_type,
+        "entity_external_id": event.entity_external_id,
+        "occurred_at": event.occurred_at,
+        "received_at": event.received_at,
+        "next_attempt_at": event.received_at,
+        "event_payload": event.payload,
+        "hmac_signature": event.signature,
+        "signature_scheme": event.signature_scheme,
+        "message_format": event.message_format,
+    }
+
+
+def store_events(engine: Engine, events: list[InboxEvent]) -> list[StoredEvent | InboxRefused]:
+    """Insert many events in one transaction (group commit); one answer per event, in order.
+
+    The same guarantees as :func:`store_event` for each of them: after this returns, every
+    event is committed (or was already stored: ``duplicate``). Only the round trips are shared.
+    A value the database refuses fails the whole statement, so the events are then stored one
+    by one and only the offending one raises ``InboxRefused`` — returned in its place.
+    """
+    if len(events) == 1:
+        return [store_event(engine, events[0])]
+    table = _TABLE
+    statement = (
+        _insert(engine.dialect.name)
+        .values([_values(event) for event in events])
+        .on_conflict_do_nothing(index_elements=_KEY)
+        .returning(table.c.id, table.c.cmms_system_id, table.c.event_id)
+    )
+    try:
+        with engine.begin() as connection:
+            inserted = {(s, e): i for i, s, e in connection.execute(statement).all()}
+            missing = {(e.source, e.event_id) for e in events} - set(inserted)
+            originals: dict[tuple[str, str], int] = {}
+            if missing:
+                keys = sa.tuple_(table.c.cmms_system_id, table.c.event_id).in_(sorted(missing))
+                query = sa.select(table.c.id, table.c.cmms_system_id, table.c.event_id).where(keys)
+                originals = {(s, e): i for i, s, e in connection.execute(query).all()}
+    except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError) as exc:
+        raise InboxUnavailable(_reason(exc)) from exc
+    except sa.exc.DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise InboxUnavailable(_reason(exc)) from exc
+        if isinstance(exc, sa.exc.DataError):
+            return [_store_or_refusal(engine, event) for event in events]
+        raise
+    results: list[StoredEvent | InboxRefused] = []
+    answered: set[tuple[str, str]] = set()
+    for event in events:
+        key = (event.source, event.event_id)
+        if key in inserted and key not in answered:
+            results.append(StoredEvent(event.event_id, inserted[key], False))
+        else:  # stored before, or a second copy within this very batch
+            results.append(StoredEvent(event.event_id, inserted.get(key) or originals[key], True))
+        answered.add(key)
+    return results
+
+
+def _store_or_refusal(engine: Engine, event: InboxEvent) -> Any:
+    try:
+        return store_event(engine, event)
+    except InboxRefused as exc:
+        return exc
 
 
 def ping(engine: Engine) -> None:
