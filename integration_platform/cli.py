@@ -246,7 +246,21 @@ def run_demo(args: argparse.Namespace) -> int:
             instance=instance, raise_on_error=False, run_config=QUIET_LOGS
         )
     print(summarize(result, lake))
-    return 0 if result.success else 1
+    if not result.success:
+        return 1
+    from integration_platform.state import database_url
+    from integration_platform.webhooks.demo import run_webhook_demo
+
+    print("\nWebhook: a signed maintenance event, received, stored and applied")
+    with dg.DagsterInstance.get() as instance:
+        print(run_webhook_demo(instance, lake, database_url().render_as_string(False)))
+    # The demo ran Delta writers, Arrow thread pools and a receiver in this process; their
+    # native runtimes can abort while the interpreter tears them down ("terminate called
+    # without an active exception"), turning a finished demo into exit status 134. Everything
+    # is committed and printed by now, so leave without that teardown.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

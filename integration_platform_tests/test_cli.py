@@ -125,3 +125,20 @@ def test_demo_with_a_bad_lake_uri_fails_fast_naming_the_variable(data_dir: Path)
     assert "INTEGRATION_PLATFORM_LAKE_URI" in result.stderr
     assert "unsupported scheme 'ftp'" in result.stderr
     assert not (data_dir / "lake").exists()
+
+
+@pytest.mark.slow
+def test_demo_runs_the_main_job_and_a_signed_webhook_event(data_dir: Path, tmp_path: Path) -> None:
+    import os
+
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home")}
+    result = subprocess.run(
+        [COMMAND, "demo"], capture_output=True, text=True, timeout=300, env=env, check=False
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "maintenance_kpis_job succeeded" in result.stdout
+    assert "quarantine/work_orders                 34 rows" in result.stdout
+    assert "-> 202 (event " in result.stdout
+    assert "event status: processed" in result.stdout
+    assert "status scheduled -> completed" in result.stdout
+    assert (data_dir / "lake" / "gold" / "work_order_kpis" / "_delta_log").is_dir()
