@@ -113,12 +113,34 @@ class DeltaLake(dg.ConfigurableResource):
             return None
         return DeltaTable(self.table_uri(parts), storage_options=self.storage_options).version()
 
-    def read(self, parts: Sequence[str], *, columns: list[str] | None = None) -> pd.DataFrame:
-        """The table as pandas; Arrow strings stay Arrow-backed (fast pandera checks)."""
-        from deltalake import DeltaTable
+    def read(
+        self,
+        parts: Sequence[str],
+        *,
+        columns: list[str] | None = None,
+        where: str | None = None,
+    ) -> pd.DataFrame:
+        """The table as pandas; Arrow strings stay Arrow-backed (fast pandera checks).
+
+        ``where`` is a SQL condition (e.g. ``"date IN ('2026-01-01')"``), pushed down to
+        partition pruning. Reads go through deltalake's query engine: reading through
+        ``DeltaTable.to_pyarrow_table()`` left native threads that abort the process at
+        interpreter exit in about half of the runs measured here (exit status 134).
+        """
+        from deltalake import DeltaTable, QueryBuilder
 
         table = DeltaTable(self.table_uri(parts), storage_options=self.storage_options)
-        arrow = table.to_pyarrow_table(columns=columns)
+        condition = f" WHERE {where}" if where else ""
+        if columns is not None and not columns:
+            counted = (
+                QueryBuilder()
+                .register("t", table)
+                .execute(f"SELECT count(*) AS n FROM t{condition}")
+            )
+            return pd.DataFrame(index=range(int(counted.read_all().column("n")[0].as_py())))
+        selected = ", ".join(_quoted(name) for name in columns) if columns else "*"
+        reader = QueryBuilder().register("t", table).execute(f"SELECT {selected} FROM t{condition}")
+        arrow = _plain_strings(pa.RecordBatchReader.from_stream(reader).read_all())
         return arrow.to_pandas(types_mapper=_arrow_dtype)
 
     def write(
@@ -214,3 +236,15 @@ def _arrow_dtype(arrow_type: pa.DataType) -> pd.ArrowDtype | pd.StringDtype | No
     if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
         return pd.StringDtype("pyarrow")
     return None
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _plain_strings(table: pa.Table) -> pa.Table:
+    """Query results may carry ``string_view``/``large_string``; pandas wants plain strings."""
+    for index, field in enumerate(table.schema):
+        if pa.types.is_string_view(field.type) or pa.types.is_large_string(field.type):
+            table = table.set_column(index, field.name, table.column(index).cast(pa.string()))
+    return table

@@ -68,18 +68,10 @@ def read_days(
     columns: list[str] | None = None,
 ) -> pd.DataFrame | None:
     """Rows of the given ``date`` partitions only (partition pruning); ``None`` without table."""
-    from deltalake import DeltaTable
-
     if not lake.exists(parts):
         return None
-    table = DeltaTable(lake.table_uri(parts), storage_options=lake.storage_options)
-    values = [day.isoformat() for day in days]
-    arrow = table.to_pyarrow_table(filters=[("date", "in", values)], columns=columns)
-    return arrow.to_pandas(types_mapper=_string_dtype)
-
-
-def _string_dtype(arrow_type: object) -> pd.StringDtype | None:
-    return pd.StringDtype("pyarrow") if str(arrow_type) == "string" else None
+    values = ", ".join(f"'{day.isoformat()}'" for day in days)
+    return lake.read(parts, columns=columns, where=f"date IN ({values})")
 
 
 def _schema(columns: dict[str, str]) -> dg.TableSchema:
