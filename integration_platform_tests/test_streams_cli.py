@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from integration_platform.streams.cli import EXAMPLE_DEVICES, add_stream_commands, main
+from integration_platform.cli import main
+from integration_platform.streams.cli import EXAMPLE_DEVICES, add_stream_commands
 from integration_platform.streams.collector import Collector, CollectorConfig
 from integration_platform.streams.devices import parse_registry
 from integration_platform.streams.simulate import Signal, run_simulator

@@ -61,7 +61,7 @@ devices:
     command = [
         sys.executable,
         "-m",
-        "integration_platform.streams.cli",
+        "integration_platform.cli",
         "collect",
         "--devices",
         str(devices),

@@ -1,7 +1,6 @@
 """``integration-platform collect | simulate | devices check``: the stream commands.
 
-Handlers import what they need when they run, so ``--help`` answers at once. Also runnable as
-``python -m integration_platform.streams.cli`` (used by the tests to run a real collector).
+Handlers import what they need when they run, so ``--help`` answers at once.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 EXAMPLE_DEVICES = Path(__file__).parent / "examples" / "devices.yaml"
@@ -272,23 +271,3 @@ def run_devices_check(args: argparse.Namespace) -> int:
         sensors = sum(len(d.sensors) for d in registry.devices)
         print(f"{file}: ok: {len(registry.devices)} devices, {sensors} sensors")
     return 1 if failed else 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="integration-platform")
-    add_stream_commands(parser.add_subparsers(title="commands", metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    if not hasattr(args, "handler"):
-        parser.print_help()
-        return 2
-    from integration_platform.settings import ConfigError
-
-    try:
-        return int(args.handler(args) or 0)
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
