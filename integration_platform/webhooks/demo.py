@@ -110,7 +110,9 @@ def run_webhook_demo(instance: dg.DagsterInstance, lake_root: str, state_url: st
             run_config={
                 "ops": {
                     PROCESS_OP: {"config": {"source": DEMO_SOURCE, "entity_type": "work_order"}}
-                }
+                },
+                # Step progress only; every event is in the Dagster UI.
+                "loggers": {"console": {"config": {"log_level": "INFO"}}},
             },
             resources={"state": StateDatabase(url=state_url), "lake": DeltaLake(uri=lake_root)},
             instance=instance,
