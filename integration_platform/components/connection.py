@@ -169,12 +169,7 @@ class ConnectionComponent(dg.Component):
     def load(
         cls, attributes: BaseModel | None, context: dg.ComponentLoadContext
     ) -> "ConnectionComponent":
-        yaml_path = context.path / "defs.yaml" if context.path.is_dir() else context.path
-        source_map = (
-            SourceMap.from_file(yaml_path, prefix=("attributes",))
-            if yaml_path.is_file()
-            else SourceMap(file=Path(yaml_path))
-        )
+        source_map = SourceMap.for_component(context.path)
         if not isinstance(attributes, ConnectionsDeclaration):
             data = attributes.model_dump() if attributes is not None else {}
             attributes = ConnectionsDeclaration.model_validate(data)

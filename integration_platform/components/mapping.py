@@ -8,7 +8,6 @@ threshold, and ``strict: true`` fails the run on any reject (after quarantining 
 """
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -40,12 +39,7 @@ class MappingComponent(dg.Component):
         cls, attributes: BaseModel | None, context: dg.ComponentLoadContext
     ) -> "MappingComponent":
         """Merge a built-in the spec ``extends`` and check the shape, naming file and line."""
-        yaml_path = context.path / "defs.yaml" if context.path.is_dir() else context.path
-        source_map = (
-            SourceMap.from_file(yaml_path, prefix=("attributes",))
-            if yaml_path.is_file()
-            else SourceMap(file=Path(yaml_path))
-        )
+        source_map = SourceMap.for_component(context.path)
         data = attributes.model_dump(by_alias=True, exclude_unset=True) if attributes else {}
         return cls(parse_spec(data, source_map), source_map)
 

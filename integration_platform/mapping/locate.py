@@ -33,6 +33,15 @@ class SourceMap:
     def from_file(cls, file: Path, prefix: SpecPath = ()) -> SourceMap:
         return cls.from_text(file.read_text(encoding="utf-8"), file=file, prefix=prefix)
 
+    @classmethod
+    def for_component(cls, component_path: Path) -> SourceMap:
+        """Lines of a component's ``attributes:`` in its ``defs.yaml`` (the folder or the file
+        Dagster hands a component's load context)."""
+        yaml_path = component_path / "defs.yaml" if component_path.is_dir() else component_path
+        if yaml_path.is_file():
+            return cls.from_file(yaml_path, prefix=("attributes",))
+        return cls(file=yaml_path)
+
     def line_of(self, path: SpecPath) -> int | None:
         full = (*self.prefix, *path)
         while full:
