@@ -240,15 +240,13 @@ class ModbusPoller:
         quality = "bad"
         if value is not None:
             quality = "good" if math.isfinite(value) and sensor.in_range(value) else "bad"
-        return Reading(
-            device_id=self.device.device_id,
-            sensor_id=sensor.sensor_id,
-            sensor_type=sensor.type,
+        return Reading.of(
+            self.device,
+            sensor,
             ts=ts,
             value=value,
-            unit=sensor.unit,
             quality=quality,
-            source_protocol="modbus",
+            protocol="modbus",
             ingested_at=ts,
             origin=self.device.endpoint,
         )

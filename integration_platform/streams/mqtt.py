@@ -200,15 +200,13 @@ def _item(
         quality = raw_quality
     if value is not None and math.isfinite(value) and not sensor.in_range(value):
         quality = "bad"
-    return Reading(
-        device_id=device.device_id,
-        sensor_id=sensor.sensor_id,
-        sensor_type=sensor.type,
+    return Reading.of(
+        device,
+        sensor,
         ts=ts,
         value=value,
-        unit=sensor.unit,
         quality=quality,
-        source_protocol="mqtt",
+        protocol="mqtt",
         ingested_at=received_at,
         origin=topic,
     )

@@ -268,15 +268,13 @@ class OpcuaCollector:
         quality: str,
         now: datetime,
     ) -> Reading:
-        return Reading(
-            device_id=self.device.device_id,
-            sensor_id=sensor.sensor_id,
-            sensor_type=sensor.type,
+        return Reading.of(
+            self.device,
+            sensor,
             ts=ts,
             value=value,
-            unit=sensor.unit,
             quality=quality,
-            source_protocol="opcua",
+            protocol="opcua",
             ingested_at=now,
             origin=self.device.endpoint,
         )

@@ -12,7 +12,10 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from integration_platform.streams.devices import DeviceSpec, SensorSpec
 
 KEY_SEPARATOR = "\x1f"
 
@@ -45,6 +48,33 @@ class Reading:
     source_protocol: str
     ingested_at: datetime = field(default_factory=utc_now)
     origin: str | None = None
+
+    @classmethod
+    def of(
+        cls,
+        device: DeviceSpec,
+        sensor: SensorSpec,
+        *,
+        ts: datetime,
+        value: float | None,
+        quality: str,
+        protocol: str,
+        ingested_at: datetime,
+        origin: str | None,
+    ) -> Reading:
+        """A reading of a registered sensor: ids, type and unit come from the registry."""
+        return cls(
+            device_id=device.device_id,
+            sensor_id=sensor.sensor_id,
+            sensor_type=sensor.type,
+            ts=ts,
+            value=value,
+            unit=sensor.unit,
+            quality=quality,
+            source_protocol=protocol,
+            ingested_at=ingested_at,
+            origin=origin,
+        )
 
     def key(self) -> str:
         """De-duplication key: QoS 1 redeliveries repeat device, sensor and timestamp."""
