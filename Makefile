@@ -19,13 +19,19 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
-demo: install $(DAGSTER_HOME)/dagster.yaml  ## run the main job on the embedded defaults
+# The sample CMMS export as a SQLite database, read by the example connection sample_sql
+# (integration_platform/defs/connections/defs.yaml).
+SAMPLE_DB := data/samples/cmms.sqlite
+$(SAMPLE_DB): data/samples/sqlite_source.py $(wildcard data/samples/cmms/*.csv) | install
+	$(BIN)/python data/samples/sqlite_source.py --out $@
+
+demo: install $(DAGSTER_HOME)/dagster.yaml $(SAMPLE_DB)  ## run the main job on the embedded defaults
 	$(BIN)/integration-platform demo
 
 test: install  ## the whole test suite
 	$(BIN)/pytest
 
-dev: install $(DAGSTER_HOME)/dagster.yaml  ## Dagster UI + daemon on http://127.0.0.1:3000
+dev: install $(DAGSTER_HOME)/dagster.yaml $(SAMPLE_DB)  ## Dagster UI + daemon on http://127.0.0.1:3000
 	$(BIN)/integration-platform db upgrade
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
@@ -42,4 +48,4 @@ validate: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dg check defs
 
 clean:
-	rm -rf $(DAGSTER_HOME) data/lake data/state
+	rm -rf $(DAGSTER_HOME) data/lake data/state $(SAMPLE_DB)

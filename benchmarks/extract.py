@@ -2,14 +2,17 @@
 
     python benchmarks/extract.py [--quick]
 
-Seeds the contract server's SQLite file in one bulk insert, then runs the same code path as
-the ``bronze/<connection>/work_orders`` asset (``extract_to_lake`` over
-``MaximoConnector.read_work_orders``, page size 1,000, one Delta commit per page) at 10,000
-and 100,000 rows (``--quick``: 2,000 and 10,000), each in a fresh process so peak RSS is per
-size. The contract server re-filters and re-sorts its whole table for every page; here it
-keeps the sorted result of a query for the following pages (same ``oslc.where``), so the
-figures measure the extractor rather than the test double. Last line:
-``extract_records_per_s=<N> peak_rss_mb=<R> pages=<P>`` for the largest size.
+Runs the same code path as the ``bronze/<connection>/work_orders`` asset (``extract_to_lake``
+over ``MaximoConnector.read_work_orders``, page size 1,000, one Delta commit per page) at
+10,000 and 100,000 rows (``--quick``: 2,000 and 10,000; ``--sizes`` for others), each in a
+fresh process so peak RSS is per size. The contract server runs in a process of its own,
+which also seeds its SQLite file (streamed, one transaction), so the extracting process
+holds neither the source data nor the server. Peak RSS (``ru_maxrss``) is taken when the
+extraction returns, before the row count is checked. The contract server re-filters and
+re-sorts its whole table for every page; here it keeps the sorted result of a query for the
+following pages (same ``oslc.where``), so the figures measure the extractor rather than the
+test double. Last line: ``extract_records_per_s=<N> peak_rss_mb=<R> pages=<P>`` for the
+largest size.
 """
 
 import argparse
@@ -31,7 +34,11 @@ PAGE_SIZE = 1000
 
 
 def seed_bulk(db_path: Path, count: int) -> None:
-    """``count`` work orders in one transaction; every 7 share a change second."""
+    """``count`` work orders in one transaction; every 7 share a change second. Rows are
+    generated as they are inserted, so seeding holds one row at a time."""
+    import sqlite3
+    from collections.abc import Iterator
+
     from integration_platform_tests.contract_servers.maximo import (
         FIRST_ROWSTAMP,
         MaximoStore,
@@ -41,28 +48,26 @@ def seed_bulk(db_path: Path, count: int) -> None:
 
     MaximoStore(db_path)
     start = datetime(2026, 1, 5, tzinfo=UTC)
-    rows = []
-    for index in range(count):
-        wonum, site = str(100000 + index), "BEDFORD" if index % 3 else "NASHUA"
-        record = {
-            "wonum": wonum,
-            "siteid": site,
-            "orgid": "EAGLENA",
-            "description": f"Replace bearing on pump P-{index % 500}",
-            "status": "APPR",
-            "worktype": "CM",
-            "wopriority": index % 4 + 1,
-            "assetnum": str(11000 + index % 500),
-            "lead": "JONES",
-            "changedate": maximo_date(start + timedelta(seconds=index // 7)),
-        }
-        rows.append(
-            ("workorder", rest_id([wonum, site]), FIRST_ROWSTAMP + index, json.dumps(record))
-        )
-    import sqlite3
+
+    def rows() -> Iterator[tuple[str, str, int, str]]:
+        for index in range(count):
+            wonum, site = str(100000 + index), "BEDFORD" if index % 3 else "NASHUA"
+            record = {
+                "wonum": wonum,
+                "siteid": site,
+                "orgid": "EAGLENA",
+                "description": f"Replace bearing on pump P-{index % 500}",
+                "status": "APPR",
+                "worktype": "CM",
+                "wopriority": index % 4 + 1,
+                "assetnum": str(11000 + index % 500),
+                "lead": "JONES",
+                "changedate": maximo_date(start + timedelta(seconds=index // 7)),
+            }
+            yield ("workorder", rest_id([wonum, site]), FIRST_ROWSTAMP + index, json.dumps(record))
 
     with sqlite3.connect(db_path) as db:
-        db.executemany("INSERT INTO records VALUES (?, ?, ?, ?)", rows)
+        db.executemany("INSERT INTO records VALUES (?, ?, ?, ?)", rows())
 
 
 def cached_server(db_path: Path) -> Any:
@@ -93,8 +98,9 @@ def cached_server(db_path: Path) -> Any:
     return server
 
 
-def serve(db_path: Path, urls: Any, stop: Any) -> None:
-    """The server in its own process, so the extractor's RSS is measured alone."""
+def serve(db_path: Path, count: int, urls: Any, stop: Any) -> None:
+    """Seed and serve in a process of their own, so the extractor's RSS is measured alone."""
+    seed_bulk(db_path, count)
     server = cached_server(db_path).start()
     urls.put(server.base_url)
     stop.wait()
@@ -110,14 +116,13 @@ def run_one(count: int) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory() as folder:
         db_path = Path(folder) / "maximo.db"
-        seed_bulk(db_path, count)
         spawn = multiprocessing.get_context("spawn")
         urls, stop = spawn.Queue(), spawn.Event()
-        server = spawn.Process(target=serve, args=(db_path, urls, stop), daemon=True)
+        server = spawn.Process(target=serve, args=(db_path, count, urls, stop), daemon=True)
         server.start()
         try:
             connector = MaximoConnector(
-                base_url=urls.get(timeout=120),
+                base_url=urls.get(timeout=600),
                 api_key="contract-api-key",
                 requests_per_second=0,
                 page_size=PAGE_SIZE,
@@ -131,6 +136,7 @@ def run_one(count: int) -> dict[str, Any]:
                 run_id="benchmark",
             )
             seconds = time.perf_counter() - started
+            peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             stored = len(lake.read(["bronze", "maximo", "work_orders"], columns=["wonum"]))
         finally:
             stop.set()
@@ -142,19 +148,25 @@ def run_one(count: int) -> dict[str, Any]:
         "seconds": round(seconds, 2),
         "records_per_s": int(count / seconds),
         "pages": result.pages,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": round(peak_rss_mb, 1),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2,000 and 10,000 rows")
+    parser.add_argument(
+        "--sizes", help="comma-separated row counts instead (e.g. 10000,100000,300000)"
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(run_one(args.one)))
         return
-    sizes = [2_000, 10_000] if args.quick else [10_000, 100_000]
+    if args.sizes:
+        sizes = [int(size) for size in args.sizes.split(",")]
+    else:
+        sizes = [2_000, 10_000] if args.quick else [10_000, 100_000]
     last: dict[str, Any] = {}
     for size in sizes:
         output = subprocess.run(

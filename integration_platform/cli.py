@@ -45,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Runs maintenance_kpis_job (sample CMMS export -> bronze -> silver -> gold) in this "
             "process against the Dagster instance in DAGSTER_HOME (default ./.dagster_home, "
-            "SQLite), the local lake and the SQLite state database, then prints a summary."
+            "SQLite), the local lake and the SQLite state database, then prints a summary; then "
+            "a signed webhook event, and the simulated plant through the collector to an alert "
+            "and its work order (needs an MQTT broker: MQTT_URL, default 127.0.0.1:1883)."
         ),
     )
     demo.set_defaults(handler=run_demo)
@@ -109,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     from integration_platform.streams.cli import add_stream_commands
 
     add_stream_commands(commands)
+
+    from integration_platform.connectors.cli import add_connection_commands
+
+    add_connection_commands(commands)
+
+    from integration_platform.sync.cli import add_sync_commands
+
+    add_sync_commands(commands)
     return parser
 
 
@@ -240,7 +250,8 @@ def run_demo(args: argparse.Namespace) -> int:
     lake = lake_uri()
     migrate.upgrade()
     print(f"Dagster instance: {home}\nlake: {lake}\n")
-    job = defs().resolve_job_def(MAINTENANCE_KPIS_JOB)
+    definitions = defs()
+    job = definitions.resolve_job_def(MAINTENANCE_KPIS_JOB)
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(
             instance=instance, raise_on_error=False, run_config=QUIET_LOGS
@@ -254,13 +265,26 @@ def run_demo(args: argparse.Namespace) -> int:
     print("\nWebhook: a signed maintenance event, received, stored and applied")
     with dg.DagsterInstance.get() as instance:
         print(run_webhook_demo(instance, lake, database_url().render_as_string(False)))
+    from integration_platform.settings import data_dir
+    from integration_platform.streams.demo import run_streams_demo
+
+    print("\nStreams: a simulated plant, the collector, rollups, an alert and its work order")
+    with dg.DagsterInstance.get() as instance:
+        streams = run_streams_demo(
+            instance,
+            lake,
+            database_url().render_as_string(False),
+            data_dir(),
+            definitions=definitions,
+        )
+    print(streams.text)
     # The demo ran Delta writers, Arrow thread pools and a receiver in this process; their
     # native runtimes can abort while the interpreter tears them down ("terminate called
     # without an active exception"), turning a finished demo into exit status 134. Everything
     # is committed and printed by now, so leave without that teardown.
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(1 if streams.status == "failed" else 0)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,11 @@ def require_service(name: str, host: str, port: int) -> None:
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    yield from postgres_database()
+
+
+def postgres_database() -> Iterator[str]:
+    """Create a uniquely named database, yield its URL, drop it (for fixtures)."""
     require_service("PostgreSQL", "127.0.0.1", 5432)
     name = f"ip_test_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")

@@ -116,13 +116,13 @@ def forget_mqtt_session(client_id: str) -> None:
 class Publisher:
     """A QoS 1 publisher that waits for each PUBACK (so 'published' means the broker has it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = MQTT_HOST, port: int = MQTT_PORT) -> None:
         import paho.mqtt.client as mqtt
 
         self._client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id=unique("pub"), protocol=mqtt.MQTTv5
         )
-        self._client.connect(MQTT_HOST, MQTT_PORT)
+        self._client.connect(host, port)
         self._client.loop_start()
 
     def publish(self, topic: str, payload: object, *, qos: int = 1) -> None:

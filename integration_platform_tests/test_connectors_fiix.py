@@ -84,3 +84,28 @@ def test_without_order_by_the_class_is_scanned_and_ordered_in_the_client(
 def test_assets(fiix: FiixHarness) -> None:
     rows = pd.concat([p.frame for p in fiix.connector().read_assets(page_size=4)])
     assert len(rows) == 9 and rows["strCode"].str.startswith("1").all()
+
+
+def test_assets_are_changed_with_a_change_request_on_asset(fiix: FiixHarness) -> None:
+    connector = fiix.connector()
+    bodies: list[dict] = []  # type: ignore[type-arg]
+    real = connector.client.transport
+
+    def recording(request):  # type: ignore[no-untyped-def]
+        bodies.append(json.loads(request.body))
+        return real(request)
+
+    connector.client.transport = recording
+    changed = connector.update_asset(503, {"strName": "Chiller CH-1 (retubed)", "intSiteID": 2})
+    assert changed["strName"] == "Chiller CH-1 (retubed)" and changed["id"] == 503
+    [body] = bodies
+    assert (body["_maCn"], body["className"]) == ("ChangeRequest", "Asset")
+    assert body["changeFields"] == "strName, intSiteID"
+    assert body["object"] == {
+        "_maCn": "Asset",
+        "id": 503,
+        "strName": "Chiller CH-1 (retubed)",
+        "intSiteID": 2,
+    }
+    with pytest.raises(RequestRejected, match="No Asset with id 99999"):
+        connector.update_asset(99999, {"strName": "x"})

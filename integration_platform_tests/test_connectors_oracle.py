@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from integration_platform.connectors.errors import Conflict
+from integration_platform.connectors.errors import Conflict, RequestRejected
 from integration_platform_tests.contract_servers.vendor_harnesses import OracleHarness
 
 
@@ -50,3 +50,27 @@ def test_a_stale_etag_is_a_conflict_with_conditional_updates(oracle: OracleHarne
     connector.update_work_order(item["WorkOrderId"], {"WorkOrderPriority": 1}, etag=etag)
     with pytest.raises(Conflict, match="HTTP 412"):
         connector.update_work_order(item["WorkOrderId"], {"WorkOrderPriority": 2}, etag=etag)
+
+
+def test_assets_are_read_from_installed_base_assets_and_patched_by_asset_id(
+    oracle: OracleHarness,
+) -> None:
+    connector = oracle.connector()
+    pages = list(connector.read_assets(page_size=4))
+    assert [len(p) for p in pages] == [4, 4, 1]
+    query = oracle.server.requests[-1]
+    assert query.path == "/fscmRestApi/resources/11.13.18.05/installedBaseAssets"
+    assert query.query["orderBy"] == "LastUpdateDate:asc,AssetId:asc"
+    assert query.query["offset"] == "8" and query.query["onlyData"] == "true"
+    assert "AssetNumber" in query.query["fields"].split(",")
+
+    pump = pages[0].frame.iloc[0]
+    item = connector.update_asset(pump["AssetId"], {"SerialNumber": "SN-REPLACED"})
+    assert item["SerialNumber"] == "SN-REPLACED" and item["AssetNumber"] == pump["AssetNumber"]
+    patch = oracle.server.data_requests("PATCH")[-1]
+    assert patch.path.endswith(f"/installedBaseAssets/{pump['AssetId']}")
+    assert patch.headers["content-type"] == "application/vnd.oracle.adf.resourceitem+json"
+    changed = list(connector.read_assets(since=pages[-1].cursor, page_size=4))
+    assert [p.frame["SerialNumber"].tolist() for p in changed] == [["SN-REPLACED"]]
+    with pytest.raises(RequestRejected, match="AssetId is read-only"):
+        connector.update_asset(pump["AssetId"], {"AssetId": 1})

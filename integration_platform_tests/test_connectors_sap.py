@@ -9,8 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from integration_platform.connectors.errors import AuthenticationError, Conflict
+from integration_platform.connectors.errors import AuthenticationError, Conflict, RequestRejected
 from integration_platform_tests.contract_servers.vendor_harnesses import SapHarness
+
+END_OF_TIME_V2 = "/Date(253402214400000)/"
 
 
 @pytest.fixture
@@ -116,3 +118,47 @@ def test_an_unknown_sap_client_is_refused(sap: SapHarness) -> None:
     status = sap.connector(sap_client="200").health_check()
     assert not status.ok and "Client 200 is not available" in status.detail
     assert sap.connector().health_check().ok
+
+
+def test_equipment_updates_patch_one_time_segment_by_its_composite_key(sap: SapHarness) -> None:
+    connector = sap.connector(current_equipment_only=False)
+    rows = all_rows(connector.read_equipment())
+    old = rows[(rows["Equipment"] == "10011430") & (rows["ValidityEndDate"] != END_OF_TIME_V2)]
+    [valid_to] = old["ValidityEndDate"].tolist()
+    connector.update_equipment("10011430", {"EquipmentName": "Pump P-101 (old)"}, valid_to=valid_to)
+    connector.update_equipment("10011430", {"TechnicalObjectType": "PUMP-CW"})
+
+    patches = [r for r in sap.server.requests if r.method == "PATCH"]
+    assert [r.path.rsplit("/", 1)[-1] for r in patches] == [
+        "Equipment(Equipment='10011430',ValidityEndDate=datetime'2024-11-01T00:00:00')",
+        "Equipment(Equipment='10011430',ValidityEndDate=datetime'9999-12-31T00:00:00')",
+    ]
+    assert all(r.headers["x-csrf-token"] != "Fetch" for r in patches)
+    assert writes(sap) == ["PATCH 204", "PATCH 204"]
+    after = all_rows(connector.read_equipment()).set_index("ValidityEndDate")
+    pump = after[after["Equipment"] == "10011430"]
+    assert pump.loc[valid_to, "EquipmentName"] == "Pump P-101 (old)"
+    assert pump.loc[END_OF_TIME_V2, "TechnicalObjectType"] == "PUMP-CW"
+    assert pump.loc[END_OF_TIME_V2, "EquipmentName"].startswith("Centrifugal pump")
+
+
+def test_equipment_keys_are_read_only_and_stale_etags_conflict(tmp_path: Path) -> None:
+    harness = SapHarness(tmp_path, odata_version="v4", auth_method="basic")
+    try:
+        connector = harness.connector(conditional_updates=True)
+        [row] = [
+            r
+            for page in connector.read_equipment()
+            for r in page.frame.to_dict("records")
+            if r["Equipment"] == "10011450"
+        ]
+        etag = row["@odata.etag"]
+        connector.update_equipment("10011450", {"ABCIndicator": "B"}, etag=etag)
+        with pytest.raises(Conflict, match="HTTP 412"):
+            connector.update_equipment("10011450", {"ABCIndicator": "C"}, etag=etag)
+        with pytest.raises(RequestRejected, match="Property Equipment is read-only"):
+            connector.update_equipment("10011450", {"Equipment": "10099999"})
+        path = next(r.path for r in harness.server.requests if r.method == "PATCH")
+        assert path.endswith("/Equipment(Equipment='10011450',ValidityEndDate=9999-12-31)")
+    finally:
+        harness.close()

@@ -5,11 +5,15 @@ and the daemon as separate processes — the layout of deploy/compose.yaml and d
 on a temporary DAGSTER_HOME holding a copy of deploy/dagster.yaml, launches
 ``maintenance_kpis_job`` through GraphQL, and checks that the QueuedRunCoordinator and the
 daemon ran it, that PostgreSQL recorded it, and that the gold Delta tables were written.
+Then webhook events go into the inbox (a second PostgreSQL database, as in production) and
+the daemon's own sensor loop launches the processing runs: each event is processed once, no
+run key is launched twice, and ticks after the inbox is drained launch nothing.
 Every process started here is stopped here.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -28,6 +32,15 @@ import pytest
 import sqlalchemy as sa
 from dagster import DagsterEventType, DagsterRunStatus
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
+
+from integration_platform.defs.webhooks.jobs import maintenance_events_job
+from integration_platform.defs.webhooks.sensors import MINIMUM_INTERVAL_SECONDS
+from integration_platform.state import make_engine, upgrade
+from integration_platform.webhooks.app import create_app
+from integration_platform.webhooks.cli import send_test_event
+from integration_platform.webhooks.sources import WebhookSources
+from integration_platform.webhooks.testing import running_server
+from integration_platform_tests.conftest import postgres_database
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEPLOY_INSTANCE_YAML = REPO_ROOT / "deploy" / "dagster.yaml"
@@ -51,6 +64,10 @@ pytestmark = [
 
 T = TypeVar("T")
 
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"deploy-test-webhook-secret-01").decode()
+WEBHOOK_ENV = {"WEBHOOK_SOURCES": "maximo", "WEBHOOK_MAXIMO_SECRETS": WEBHOOK_SECRET}
+WEBHOOK_RECORDS = 6
+
 LOCATION_STATUS_QUERY = """
 query LocationStatus {
   workspaceOrError {
@@ -70,6 +87,21 @@ query LocationStatus {
   }
 }
 """
+
+
+@contextlib.contextmanager
+def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
+    """``send_test_event`` reads the sources from the environment, as the CLI does."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def free_port() -> int:
@@ -247,9 +279,16 @@ def http_ok(url: str) -> bool | None:
         return True if response.status == 200 else None
 
 
+@pytest.fixture
+def state_url() -> Iterator[str]:
+    """The platform's state database: its own PostgreSQL database, beside Dagster's."""
+    yield from postgres_database()
+
+
 def test_deploy_instance_runs_job_on_postgres(
-    tmp_path: Path, postgres_url: str, data_dir: Path, processes: Processes
+    tmp_path: Path, postgres_url: str, state_url: str, data_dir: Path, processes: Processes
 ) -> None:
+    upgrade(state_url)
     dagster_home = tmp_path / "dagster_home"
     dagster_home.mkdir()
     shutil.copy(DEPLOY_INSTANCE_YAML, dagster_home / "dagster.yaml")
@@ -264,6 +303,7 @@ def test_deploy_instance_runs_job_on_postgres(
         f"      location_name: {LOCATION_NAME}\n"
     )
     env = instance_env(postgres_url, dagster_home, data_dir)
+    env.update(INTEGRATION_PLATFORM_DB_URL=state_url, **WEBHOOK_ENV)
     cwd = tmp_path  # nothing may depend on the checkout being the working directory
 
     started = time.monotonic()
@@ -391,3 +431,60 @@ def test_deploy_instance_runs_job_on_postgres(
         log.parent.relative_to(gold) for log in gold.rglob("_delta_log") if any(log.glob("*.json"))
     )
     assert committed, f"no committed gold Delta table under {gold}"
+
+    check_daemon_processes_webhook_events_once(postgres_url, state_url, processes)
+
+
+def check_daemon_processes_webhook_events_once(
+    instance_url: str, state_url: str, procs: Processes
+) -> None:
+    """Events received -> the daemon's sensor ticks -> processing runs, each key launched once."""
+    engine = make_engine(state_url)
+    app = create_app(sources=WebhookSources.from_env(WEBHOOK_ENV), engine=engine)
+    sent: list[str] = []
+    with running_server(app) as url, patched_environ(WEBHOOK_ENV):
+        for number in range(WEBHOOK_RECORDS):
+            for event_type in ("work_order.created", "work_order.status_changed"):
+                answer = send_test_event(
+                    "maximo", url, event_type=event_type, entity_id=f"WO-D{number}"
+                )
+                assert answer.status == 202, answer.text
+                sent.append(json.loads(answer.text)["event_id"])
+
+    def processed() -> dict[str, int] | None:
+        with engine.connect() as conn:
+            statuses = dict(
+                conn.execute(
+                    sa.text(
+                        "SELECT processing_status, count(*) FROM maintenance_event_hooks"
+                        " GROUP BY processing_status"
+                    )
+                ).all()
+            )
+        return statuses if statuses == {"processed": len(sent)} else None
+
+    wait_for("the daemon to process the webhook events", processed, procs, RUN_TIMEOUT_S)
+    time.sleep(3 * MINIMUM_INTERVAL_SECONDS)  # ticks after the inbox is drained
+    instance = sa.create_engine(instance_url)
+    try:
+        with instance.connect() as conn:
+            keys = list(
+                conn.execute(
+                    sa.text(
+                        "SELECT t.value FROM runs r JOIN run_tags t ON t.run_id = r.run_id"
+                        " WHERE r.pipeline_name = :job AND t.key = 'dagster/run_key'"
+                    ),
+                    {"job": maintenance_events_job.name},
+                ).scalars()
+            )
+        with engine.connect() as conn:
+            retried = conn.execute(
+                sa.text("SELECT count(*) FROM maintenance_event_hooks WHERE retry_count > 0")
+            ).scalar_one()
+    finally:
+        instance.dispose()
+        engine.dispose()
+    assert keys, "the daemon launched no processing run"
+    assert len(keys) == len(set(keys)), f"a run key was launched twice: {sorted(keys)}"
+    assert len(keys) < len(sent), "events are grouped into runs, not one run per event"
+    assert retried == 0, "every event was applied on its first attempt"

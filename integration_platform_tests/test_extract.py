@@ -25,6 +25,8 @@ from integration_platform.components.connection import (
 )
 from integration_platform.connectors.extract import CURSOR_KEY, committed_cursor
 from integration_platform.lake import DeltaLake
+from integration_platform.state import StateDatabase
+from integration_platform.state.health import latest_checks
 from integration_platform_tests.contract_servers import seed
 from integration_platform_tests.contract_servers.maximo import MaximoContractServer
 
@@ -42,6 +44,13 @@ def maximo(tmp_path: Path) -> Iterator[MaximoContractServer]:
 @pytest.fixture
 def lake(data_dir: Path) -> DeltaLake:
     return DeltaLake(uri=str(data_dir / "lake"))
+
+
+@pytest.fixture
+def state(data_dir: Path) -> StateDatabase:
+    database = StateDatabase(url=f"sqlite:///{data_dir / 'state.db'}")
+    database.ensure_schema()
+    return database
 
 
 def closed_port_url() -> str:
@@ -98,15 +107,17 @@ def run(
     *,
     tags: dict[str, str] | None = None,
     instance: dg.DagsterInstance | None = None,
+    state: StateDatabase | None = None,
 ) -> dg.ExecuteInProcessResult:
     defs = comp.build_defs(None)
     wanted = {dg.AssetKey(k) for k in (keys or [WORK_ORDERS])}
     assets = [
         a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition) and a.key in wanted
     ]
+    extra = {"state": state} if state is not None else {}
     return dg.materialize(
         assets,
-        resources={**comp.resources, "lake": lake},
+        resources={**comp.resources, "lake": lake, **extra},
         tags=tags,
         instance=instance,
         raise_on_error=False,
@@ -340,7 +351,8 @@ def test_definitions_validate_with_jobs_schedule_and_sensors(
     tmp_path: Path, env: Any, maximo: MaximoContractServer
 ) -> None:
     defs = component(tmp_path, maximo_connection(maximo)).build_defs(None)
-    resolved = dg.Definitions.merge(defs, dg.Definitions(resources={"lake": DeltaLake()}))
+    shared = dg.Definitions(resources={"lake": DeltaLake(), "state": StateDatabase()})
+    resolved = dg.Definitions.merge(defs, shared)
     dg.Definitions.validate_loadable(resolved)
     assert resolved.resolve_job_def("connections_health_job")
     assert resolved.resolve_schedule_def("connections_health_job_schedule")
@@ -351,7 +363,7 @@ def test_definitions_validate_with_jobs_schedule_and_sensors(
 
 
 def test_health_failover_and_down_sensor(
-    tmp_path: Path, env: Any, maximo: MaximoContractServer, lake: DeltaLake
+    tmp_path: Path, env: Any, maximo: MaximoContractServer, lake: DeltaLake, state: StateDatabase
 ) -> None:
     env.setenv("MAXIMO_BASE_URL", closed_port_url())
     env.setenv("MAXIMO_DR_BASE_URL", maximo.base_url)
@@ -359,27 +371,33 @@ def test_health_failover_and_down_sensor(
         tmp_path, maximo_connection(maximo, secondary_base_url_env="MAXIMO_DR_BASE_URL")
     )
     instance = dg.DagsterInstance.ephemeral()
-    health = run(comp, lake, [HEALTH_KEY.path], instance=instance)
+    health = run(comp, lake, [HEALTH_KEY.path], instance=instance, state=state)
     assert health.success
-    state = materialization(health)["connections"]["maximo"]
-    assert state["status"] == "failover" and state["endpoint"] == "secondary"
+    report = materialization(health)["connections"]["maximo"]
+    assert report["status"] == "failover" and report["endpoint"] == "secondary"
+    recorded = latest_checks(state.engine())["maximo"]
+    assert (recorded.status, recorded.endpoint, recorded.ok) == ("failover", "secondary", True)
+    assert "connection refused" in (recorded.primary_detail or "")
 
     extract = run(comp, lake, instance=instance)  # reads from the secondary
     assert extract.success and materialization(extract)["endpoint"] == "secondary"
     assert_exactly_the_server(lake, maximo)
 
-    defs = dg.Definitions.merge(comp.build_defs(None), dg.Definitions(resources={"lake": lake}))
+    resources = {"lake": lake, "state": state}
+    defs = dg.Definitions.merge(comp.build_defs(None), dg.Definitions(resources=resources))
     sensor = defs.resolve_sensor_def(DOWN_SENSOR)
-    context = dg.build_sensor_context(instance=instance)
+    context = dg.build_sensor_context(instance=instance, resources={"state": state})
     assert isinstance(next(iter(sensor(context))), dg.SkipReason)
 
     maximo.stop()  # both endpoints down, twice: down_since stays the first failure
-    first = materialization(run(comp, lake, [HEALTH_KEY.path], instance=instance))
-    second = materialization(run(comp, lake, [HEALTH_KEY.path], instance=instance))
+    first = materialization(run(comp, lake, [HEALTH_KEY.path], instance=instance, state=state))
+    second = materialization(run(comp, lake, [HEALTH_KEY.path], instance=instance, state=state))
     assert second["connections"]["maximo"]["status"] == "down"
     since = first["connections"]["maximo"]["down_since"]
     assert second["connections"]["maximo"]["down_since"] == since
-    requests = list(sensor(dg.build_sensor_context(instance=instance)))
+    assert latest_checks(state.engine())["maximo"].down_since == datetime.fromisoformat(since)
+    context = dg.build_sensor_context(instance=instance, resources={"state": state})
+    requests = list(sensor(context))
     assert len(requests) == 1 and isinstance(requests[0], dg.RunRequest)
     assert requests[0].run_key == f"maximo:{since}"
     assert (

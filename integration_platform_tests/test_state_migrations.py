@@ -32,7 +32,21 @@ from integration_platform.state import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-STATE_TABLES = {"maintenance_event_hooks", "sync_configurations"}
+STATE_TABLES = {
+    "maintenance_event_hooks",
+    "sync_configurations",
+    "connection_health_checks",
+    "devices",
+    "device_sensors",
+    "sensor_alerts",
+    "cbm_work_orders",
+    "sync_xrefs",
+    "sync_bases",
+    "sync_runs",
+    "sync_journal",
+    "sync_conflicts",
+    "sync_audit",
+}
 POLL_INDEX = "ix_maintenance_event_hooks_processing_status_created_at"
 
 

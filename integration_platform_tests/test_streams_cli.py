@@ -61,7 +61,7 @@ def test_commands_plug_into_a_parent_parser() -> None:
     parser = argparse.ArgumentParser()
     add_stream_commands(parser.add_subparsers())
     args = parser.parse_args(["collect", "--devices", "d.yaml", "--flush-rows", "10"])
-    assert (args.flush_rows, args.flush_seconds, args.handler.__name__) == (10, 5.0, "run_collect")
+    assert (args.flush_rows, args.flush_seconds, args.handler.__name__) == (10, 2.0, "run_collect")
     args = parser.parse_args(["simulate", "--duration", "5"])
     assert (args.duration, args.mqtt_url) == (5.0, "mqtt://127.0.0.1:1883")
     with pytest.raises(SystemExit):
@@ -98,6 +98,9 @@ def test_simulated_example_plant_lands_in_the_lake(tmp_path: Path, data_dir: Pat
         .replace("tcp://127.0.0.1:5020", f"tcp://127.0.0.1:{port}")
         .replace("opc.tcp://127.0.0.1:4840", f"opc.tcp://127.0.0.1:{_free_port()}")
         .replace("poll_interval_s: 1.0", "poll_interval_s: 0.2")
+        # The OPC-UA server starts with the simulator, after the collector's first connect
+        # attempts: a short backoff cap keeps the next attempt inside the simulated window.
+        .replace("reconnect_max_delay_s: 30 ", "reconnect_max_delay_s: 1.0")
     )
     devices = tmp_path / "devices.yaml"
     devices.write_text(text)

@@ -6,5 +6,6 @@ Registered through ``[tool.dg.project] registry_modules`` so ``dg list component
 from integration_platform.components.connection import ConnectionComponent
 from integration_platform.components.file_extract import FileExtractComponent
 from integration_platform.components.mapping import MappingComponent
+from integration_platform.components.sync import SyncComponent
 
-__all__ = ["ConnectionComponent", "FileExtractComponent", "MappingComponent"]
+__all__ = ["ConnectionComponent", "FileExtractComponent", "MappingComponent", "SyncComponent"]

@@ -4,9 +4,10 @@ For each declared connection the component builds the connector resource (creden
 ``dg.EnvVar`` of the variables the YAML names), one ``bronze/<connection>/<entity>`` asset per
 entity appended page by page (see ``connectors/extract.py``: the cursor is in the Delta
 commit of each page), a schema-drift check (WARN) and a freshness check per asset. Across
-all connections it adds ``connections_health_job`` (materializing ``gold/connection_health``),
-its schedule, and ``connections_down_sensor``, which fails a small alert run when a
-connection has been down longer than its threshold.
+all connections it adds ``connections_health_job`` (materializing ``gold/connection_health``,
+recorded in the state database too), its schedule, and ``connections_down_sensor``, which
+fails a small alert run when a connection has been down longer than its threshold (see
+``connection_health.py``). The YAML model is in ``connection_model.py``.
 
 A misdeclared connection fails when definitions load, naming the connection, the file and
 line, and the field or variable, so ``dg check defs`` catches it before a run does.
@@ -30,15 +31,36 @@ Example (``connectors/examples/maximo/defs.yaml``)::
 import difflib
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import dagster as dg
-import pandas as pd
 from pydantic import BaseModel, Field, ValidationError
 
+from integration_platform.components.connection_health import (
+    DOWN_ALERT_JOB,
+    DOWN_ALERT_OP,
+    DOWN_SENSOR,
+    HEALTH_JOB,
+    HEALTH_KEY,
+    HEALTH_SCHEDULE,
+    build_alert_job,
+    build_down_sensor,
+    build_health_asset,
+    check_connection,
+    down_too_long,
+)
+from integration_platform.components.connection_model import (
+    LAKE_WRITER_TAG,
+    ConnectionDeclaration,
+    ConnectionsDeclaration,
+    EntityDeclaration,
+    entity_name,
+    has_secondary,
+    resource_key,
+)
 from integration_platform.connectors.base import HealthStatus
 from integration_platform.connectors.extract import (
     CommittedPage,
@@ -50,74 +72,29 @@ from integration_platform.connectors.registry import CONNECTORS, connector_names
 from integration_platform.lake import DeltaLake, Layer
 from integration_platform.mapping.locate import SourceMap
 
-HEALTH_JOB = "connections_health_job"
-HEALTH_SCHEDULE = "connections_health_job_schedule"
-DOWN_SENSOR = "connections_down_sensor"
-DOWN_ALERT_JOB = "connections_down_alert_job"
-DOWN_ALERT_OP = "connections_down_alert"
-HEALTH_KEY = dg.AssetKey([Layer.GOLD, "connection_health"])
 SCHEMA_DRIFT_CHECK = "schema_drift"
-# One writer per lake table (deploy/dagster.yaml limits the tag per value; the pool is the
-# same limit for op-level concurrency).
-LAKE_WRITER_TAG = "integration_platform/lake_writer"
 FULL_REFRESH_TAGS = ("full_refresh", "integration_platform/full_refresh")
 # Fields that are not connector settings a YAML may set through ``options``.
 RESERVED_FIELDS = frozenset({"base_url", "url"})
 
-
-class EntityDeclaration(dg.Model):
-    """An entity to extract, when its read method or arguments are not the defaults."""
-
-    name: str = Field(description="Entity (table) name: the last part of the asset key.")
-    read: str | None = Field(
-        default=None, description="Connector method to call; default read_<name>."
-    )
-    options: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Extra keyword arguments of the read method (sql: table, cursor_column...).",
-    )
-
-
-class ConnectionDeclaration(dg.Model):
-    """One connection: which connector, where, with which credentials, what to extract."""
-
-    name: str = Field(description="Connection name: asset group and key prefix.")
-    type: str = Field(description=f"Connector type from the registry: {', '.join(CONNECTORS)}.")
-    base_url: str | None = Field(default=None, description="Root URL, when not secret.")
-    base_url_env: str | None = Field(
-        default=None, description="Environment variable holding the root URL (or SQL URL)."
-    )
-    secondary_base_url: str | None = Field(
-        default=None, description="Failover endpoint of the same system (DR/HA node)."
-    )
-    secondary_base_url_env: str | None = Field(
-        default=None, description="Environment variable holding the failover endpoint."
-    )
-    auth: dict[str, str] = Field(
-        default_factory=dict,
-        description="Credential field of the connector -> NAME of the environment variable.",
-    )
-    options: dict[str, Any] = Field(
-        default_factory=dict, description="Other (non-secret) fields of the connector."
-    )
-    page_size: int = Field(default=1000, ge=1, description="Records per page and commit.")
-    rate_limit: float | None = Field(
-        default=None, ge=0, description="Requests per second (0 = none); connector default."
-    )
-    entities: list[str | EntityDeclaration] = Field(description="Entities to extract.")
-    freshness_hours: float = Field(
-        default=24.0, gt=0, description="A bronze table older than this fails its freshness."
-    )
-    down_alert_after_minutes: float = Field(
-        default=15.0, ge=0, description="Alert when down (both endpoints) longer than this."
-    )
-
-
-class ConnectionsDeclaration(dg.Model):
-    """The attributes of a ``ConnectionComponent``."""
-
-    connections: list[ConnectionDeclaration] = Field(description="The connections.")
-    health_cron: str = Field(default="*/5 * * * *", description="When health is checked.")
+__all__ = [
+    "DOWN_ALERT_JOB",
+    "DOWN_ALERT_OP",
+    "DOWN_SENSOR",
+    "HEALTH_JOB",
+    "HEALTH_KEY",
+    "HEALTH_SCHEDULE",
+    "LAKE_WRITER_TAG",
+    "SCHEMA_DRIFT_CHECK",
+    "ConnectionComponent",
+    "ConnectionDeclaration",
+    "ConnectionsDeclaration",
+    "EntityDeclaration",
+    "check_connection",
+    "choose_endpoint",
+    "down_too_long",
+    "resource_key",
+]
 
 
 class ExtractConfig(dg.Config):
@@ -126,10 +103,6 @@ class ExtractConfig(dg.Config):
     full_refresh: bool = Field(
         default=False, description="Read everything again and overwrite the table."
     )
-
-
-class DownAlertConfig(dg.Config):
-    message: str
 
 
 class ConnectionError_(ValueError):
@@ -141,24 +114,23 @@ def _suggest(name: str, known: Sequence[str]) -> str:
     return f"did you mean {close[0]!r}? " if close else ""
 
 
-def resource_key(connection: str, *, secondary: bool = False) -> str:
-    return f"connection_{connection}" + ("_secondary" if secondary else "")
-
-
-def entity_name(entity: str | EntityDeclaration) -> str:
-    return entity if isinstance(entity, str) else entity.name
-
-
 class ConnectionComponent(dg.Component):
     """Connections to source systems: resources, bronze extracts, health job and alert."""
 
-    def __init__(self, declaration: ConnectionsDeclaration, source_map: SourceMap) -> None:
+    def __init__(
+        self,
+        declaration: ConnectionsDeclaration,
+        source_map: SourceMap,
+        project_root: Path | None = None,
+    ) -> None:
         self.declaration = declaration
         self.source_map = source_map
         self.resources = {
             key: resource
             for index, connection in enumerate(declaration.connections)
-            for key, resource in build_resources(connection, source_map, index).items()
+            for key, resource in build_resources(
+                connection, source_map, index, project_root
+            ).items()
         }
 
     @classmethod
@@ -173,11 +145,14 @@ class ConnectionComponent(dg.Component):
         if not isinstance(attributes, ConnectionsDeclaration):
             data = attributes.model_dump() if attributes is not None else {}
             attributes = ConnectionsDeclaration.model_validate(data)
-        return cls(attributes, source_map)
+        return cls(attributes, source_map, context.project_root)
 
     @classmethod
-    def from_yaml(cls, path: Path) -> "ConnectionComponent":
-        """The component of a ``defs.yaml`` without a Dagster project (scripts, tests)."""
+    def from_yaml(cls, path: Path, *, project_root: Path | None = None) -> "ConnectionComponent":
+        """The component of a ``defs.yaml`` without a Dagster project (scripts, tests).
+
+        ``project_root`` is what relative SQLite paths are relative to (default: the current
+        folder, as SQLite itself does)."""
         import yaml
 
         document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -186,7 +161,7 @@ class ConnectionComponent(dg.Component):
             declaration = ConnectionsDeclaration.model_validate(document.get("attributes") or {})
         except ValidationError as exc:
             raise ConnectionError_(f"{path}: {exc}") from None
-        return cls(declaration, source_map)
+        return cls(declaration, source_map, project_root)
 
     def build_defs(self, context: dg.ComponentLoadContext | None) -> dg.Definitions:
         assets = [
@@ -194,7 +169,7 @@ class ConnectionComponent(dg.Component):
             for connection in self.declaration.connections
             for entity in connection.entities
         ]
-        health = build_health_asset(self.declaration.connections)
+        health = build_health_asset(self.declaration)
         health_job = dg.define_asset_job(HEALTH_JOB, selection=[HEALTH_KEY])
         alert_job = build_alert_job()
         return dg.Definitions(
@@ -214,7 +189,10 @@ class ConnectionComponent(dg.Component):
 
 
 def build_resources(
-    connection: ConnectionDeclaration, source_map: SourceMap, index: int
+    connection: ConnectionDeclaration,
+    source_map: SourceMap,
+    index: int,
+    project_root: Path | None = None,
 ) -> dict[str, dg.ConfigurableResource]:
     """The connector resource (and its failover twin), checked against the connector."""
 
@@ -275,7 +253,7 @@ def build_resources(
             )
 
     def build(url: str | None, url_env: str | None) -> dg.ConfigurableResource:
-        value = dg.EnvVar(url_env) if url_env else url
+        value = dg.EnvVar(url_env) if url_env else local_url(url, project_root)
         try:
             return cls(**settings, **{url_field: value})
         except (ValidationError, TypeError) as exc:
@@ -290,14 +268,23 @@ def build_resources(
     return resources
 
 
+def local_url(url: str | None, project_root: Path | None) -> str | None:
+    """A SQLite URL with a relative path made absolute under ``project_root``, as file paths
+    elsewhere in ``defs.yaml`` are: the code server's working folder is not the project's
+    everywhere (``dg``, the daemon, a deployment)."""
+    prefix = "sqlite:///"
+    if url is None or project_root is None or not url.startswith(prefix):
+        return url
+    path = url[len(prefix) :]
+    if not path or path.startswith(("/", ":memory:", "file:")):
+        return url
+    return prefix + str((project_root / path).resolve())
+
+
 def _read_method(entity: str | EntityDeclaration) -> str:
     if isinstance(entity, EntityDeclaration) and entity.read:
         return entity.read
     return f"read_{entity_name(entity)}"
-
-
-def _has_secondary(connection: ConnectionDeclaration) -> bool:
-    return bool(connection.secondary_base_url or connection.secondary_base_url_env)
 
 
 def choose_endpoint(
@@ -330,7 +317,7 @@ def build_extract_asset(
     table = "/".join(key.path)
     primary_key = resource_key(connection.name)
     secondary_key = resource_key(connection.name, secondary=True)
-    needs = {"lake", primary_key} | ({secondary_key} if _has_secondary(connection) else set())
+    needs = {"lake", primary_key} | ({secondary_key} if has_secondary(connection) else set())
     method = _read_method(entity)
     read_options = entity.options if isinstance(entity, EntityDeclaration) else {}
     page_size = connection.page_size
@@ -425,160 +412,3 @@ def build_extract_asset(
         )
 
     return extract
-
-
-# -- health --------------------------------------------------------------------------------
-
-Status = Literal["up", "failover", "down"]
-
-
-def check_connection(primary: Any, secondary: Any | None) -> dict[str, Any]:
-    """Health of one connection: up on the primary, failover to the secondary, or down."""
-    first = primary.health_check()
-    if first.ok or secondary is None:
-        status: Status = "up" if first.ok else "down"
-        return {
-            "status": status,
-            "endpoint": "primary",
-            "latency_ms": first.latency_ms,
-            "detail": first.detail,
-        }
-    second = secondary.health_check()
-    return {
-        "status": "failover" if second.ok else "down",
-        "endpoint": "secondary" if second.ok else "none",
-        "latency_ms": second.latency_ms,
-        "primary_detail": first.detail,
-        "detail": second.detail,
-    }
-
-
-def build_health_asset(connections: Sequence[ConnectionDeclaration]) -> dg.AssetsDefinition:
-    needs = {"lake"}
-    for connection in connections:
-        needs.add(resource_key(connection.name))
-        if _has_secondary(connection):
-            needs.add(resource_key(connection.name, secondary=True))
-
-    @dg.asset(
-        key=HEALTH_KEY,
-        group_name="connections",
-        kinds={"delta"},
-        description="Health of every declared connection per check: status (up, failover, "
-        "down), endpoint, latency; the history is appended, the latest is in the metadata.",
-        required_resource_keys=needs,
-        op_tags={LAKE_WRITER_TAG: "/".join(HEALTH_KEY.path)},
-    )
-    def connection_health(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        previous = _latest_health(context.instance)
-        now = datetime.now(UTC)
-        report: dict[str, dict[str, Any]] = {}
-        for connection in connections:
-            primary = getattr(context.resources, resource_key(connection.name))
-            secondary = getattr(
-                context.resources, resource_key(connection.name, secondary=True), None
-            )
-            state = check_connection(primary, secondary)
-            before = previous.get(connection.name, {})
-            if state["status"] == "down":
-                state["down_since"] = before.get("down_since") or now.isoformat()
-            state["checked_at"] = now.isoformat()
-            state["down_alert_after_minutes"] = connection.down_alert_after_minutes
-            report[connection.name] = state
-            context.log.info(f"{connection.name}: {state['status']} ({state['detail']})")
-        rows = pd.DataFrame(
-            [
-                {
-                    "connection": name,
-                    "checked_at": pd.Timestamp(now),
-                    "status": state["status"],
-                    "endpoint": state["endpoint"],
-                    "latency_ms": float(state["latency_ms"]),
-                    "detail": state["detail"],
-                }
-                for name, state in report.items()
-            ]
-        )
-        lake: DeltaLake = context.resources.lake
-        lake.write(rows, HEALTH_KEY.path, mode="append")
-        metadata: dict[str, Any] = {"connections": dg.MetadataValue.json(report)}
-        for name, state in report.items():
-            metadata[f"{name}/status"] = state["status"]
-            metadata[f"{name}/latency_ms"] = float(state["latency_ms"])
-        return dg.MaterializeResult(metadata=metadata)
-
-    return connection_health
-
-
-def _latest_health(instance: dg.DagsterInstance) -> dict[str, dict[str, Any]]:
-    """The report of the newest ``gold/connection_health`` materialization (no network)."""
-    event = instance.get_latest_materialization_event(HEALTH_KEY)
-    if event is None or event.asset_materialization is None:
-        return {}
-    value = event.asset_materialization.metadata.get("connections")
-    data = getattr(value, "value", None) or getattr(value, "data", None)
-    return dict(data) if isinstance(data, Mapping) else {}
-
-
-def build_alert_job() -> dg.JobDefinition:
-    @dg.op(name=DOWN_ALERT_OP, description="Fails with the message, so run-failure alerts fire.")
-    def connections_down_alert(config: DownAlertConfig) -> None:
-        raise dg.Failure(description=config.message)
-
-    @dg.job(name=DOWN_ALERT_JOB, description="Raised by connections_down_sensor: fails on purpose.")
-    def connections_down_alert_job() -> None:
-        connections_down_alert()
-
-    return connections_down_alert_job
-
-
-def down_too_long(
-    report: Mapping[str, Mapping[str, Any]], now: datetime
-) -> list[tuple[str, str, str]]:
-    """``(connection, down_since, message)`` for each connection down past its threshold."""
-    found = []
-    for name, state in sorted(report.items()):
-        since = state.get("down_since")
-        if state.get("status") != "down" or not since:
-            continue
-        started = datetime.fromisoformat(since)
-        limit = timedelta(minutes=float(state.get("down_alert_after_minutes", 15)))
-        if now - started >= limit:
-            minutes = (now - started).total_seconds() / 60
-            found.append(
-                (
-                    name,
-                    since,
-                    f"connection {name} has been down for {minutes:.0f} min (since {since}, "
-                    f"threshold {limit.total_seconds() / 60:.0f} min): {state.get('detail')}",
-                )
-            )
-    return found
-
-
-def build_down_sensor(
-    connections: Sequence[ConnectionDeclaration], alert_job: dg.JobDefinition
-) -> dg.SensorDefinition:
-    @dg.sensor(
-        name=DOWN_SENSOR,
-        job=alert_job,
-        minimum_interval_seconds=60,
-        description="Reads the latest connection health (never the network) and fails an "
-        "alert run once per outage longer than the connection's threshold.",
-    )
-    def connections_down_sensor(
-        context: dg.SensorEvaluationContext,
-    ) -> Iterator[dg.RunRequest | dg.SkipReason]:
-        report = _latest_health(context.instance)
-        down = down_too_long(report, datetime.now(UTC))
-        if not down:
-            yield dg.SkipReason(f"no connection down past its threshold ({len(report)} known)")
-            return
-        for name, since, message in down:
-            yield dg.RunRequest(
-                run_key=f"{name}:{since}",
-                run_config={"ops": {DOWN_ALERT_OP: {"config": {"message": message}}}},
-                tags={"integration_platform/connection": name},
-            )
-
-    return connections_down_sensor

@@ -15,6 +15,7 @@ Three layers, as in the Singer SDK:
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import json as _json
 import logging
 import random
@@ -413,7 +414,8 @@ class RestClient:
             self.url(path), dict(params or {}), dict(headers or {}), method=method, json=json
         )
         request: PageRequest | None = paginator.first(first, page_size)
-        followed: set[str] = set()
+        # Digests, not the links: a read of many thousand pages keeps 16 bytes per page.
+        followed: set[bytes] = set()
         while request is not None:
             response = self.request(
                 request.method,
@@ -441,7 +443,8 @@ class RestClient:
                 fingerprint = f"{following.url}?{sorted(following.params.items())}"
                 if following.json is not None:
                     fingerprint += _json.dumps(following.json, sort_keys=True, default=str)
-                if fingerprint in followed:
+                digest = hashlib.blake2b(fingerprint.encode(), digest_size=16).digest()
+                if digest in followed:
                     raise BadResponse(
                         system=self.system,
                         method=request.method,
@@ -449,7 +452,7 @@ class RestClient:
                         status=response.status_code,
                         detail="the next-page link repeats a page already read",
                     )
-                followed.add(fingerprint)
+                followed.add(digest)
             request = following
 
     def _on_our_host(self, request: PageRequest, current_url: str) -> PageRequest:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import dagster as dg
@@ -65,16 +66,33 @@ class SqlConnector(dg.ConfigurableResource):
     def _where(self) -> str:
         return self.engine.url.render_as_string(hide_password=True)
 
+    def _require_sqlite_file(self) -> None:
+        """Refuse a SQLite file that does not exist: connecting would create an empty one, and
+        a health check would then report a database that holds nothing as up."""
+        url = self.engine.url
+        name = url.database or ""
+        if url.get_backend_name() != "sqlite" or name in ("", ":memory:") or "mode=" in name:
+            return
+        if url.query.get("mode") or Path(name).exists():
+            return
+        raise NotFound(
+            system=self.system_name,
+            detail=f"the SQLite file {name} does not exist",
+            hint="check the path in the connection's URL (a relative path in defs.yaml is "
+            "relative to the project folder)",
+        )
+
     def health_check(self) -> HealthStatus:
         """``SELECT 1`` on a fresh connection; reports instead of raising."""
         import sqlalchemy as sa
 
         started = time.perf_counter()
         try:
+            self._require_sqlite_file()
             with self.engine.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
             ok, detail = True, f"{self.system_name}: connected to {self._where()}"
-        except (sa.exc.SQLAlchemyError, ConfigError) as exc:
+        except (sa.exc.SQLAlchemyError, ConfigError, ConnectorError) as exc:
             ok, detail = False, str(self._error(exc, "health check"))
         latency_ms = round((time.perf_counter() - started) * 1000.0, 1)
         return HealthStatus(ok=ok, latency_ms=latency_ms, detail=detail)
@@ -152,6 +170,7 @@ class SqlConnector(dg.ConfigurableResource):
     def _reflect(self, table: str) -> sa.Table:
         import sqlalchemy as sa
 
+        self._require_sqlite_file()
         try:
             return sa.Table(
                 table, sa.MetaData(), schema=self.schema_name, autoload_with=self.engine

@@ -22,7 +22,8 @@ def add_stream_commands(subparsers: argparse._SubParsersAction) -> None:  # type
     """Add ``collect``, ``simulate`` and ``devices`` to the top-level sub-command parsers."""
     collect = subparsers.add_parser(
         "collect",
-        help="run the sensor collectors (MQTT, Modbus) into the Delta telemetry table",
+        help="run the sensor collectors (MQTT, Modbus, OPC-UA, CoAP, BACnet) into the Delta "
+        "telemetry table",
         description=(
             "Collects every enabled device of the registry into a local spool "
             "(<data dir>/spool/) and writes it in micro-batches to "
@@ -48,9 +49,9 @@ def add_stream_commands(subparsers: argparse._SubParsersAction) -> None:  # type
     collect.add_argument(
         "--flush-seconds",
         type=_positive_float,
-        default=5.0,
+        default=2.0,
         metavar="S",
-        help="write at least every S seconds (default 5)",
+        help="write at least every S seconds (default 2: readings are queryable within ~3 s)",
     )
     collect.add_argument(
         "--client-id", help="fixed MQTT client id (default: the registry's collector.client_id)"
@@ -76,17 +77,29 @@ def add_stream_commands(subparsers: argparse._SubParsersAction) -> None:  # type
         help="progress log interval (default 10)",
     )
     collect.add_argument(
+        "--offline-after",
+        type=_positive_float,
+        default=60.0,
+        metavar="S",
+        help="state DB: a device silent this long is marked offline (default 60)",
+    )
+    collect.add_argument(
+        "--no-state",
+        action="store_true",
+        help="no alerts or device status in the state DB (INTEGRATION_PLATFORM_DB_URL)",
+    )
+    collect.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     collect.set_defaults(handler=run_collect)
 
     simulate = subparsers.add_parser(
         "simulate",
-        help="simulate the example plant: MQTT publishers and a Modbus TCP server",
+        help="simulate the example plant: MQTT publishers, Modbus, OPC-UA, CoAP and BACnet servers",
         description=(
             "Publishes realistic signals (daily cycle, drift, noise, and a bearing fault that "
             "drives vibration past its critical threshold) for the MQTT devices of the "
-            "registry, and serves the Modbus devices' registers on 127.0.0.1."
+            "registry, and serves the Modbus, OPC-UA, CoAP and BACnet devices on 127.0.0.1."
         ),
     )
     simulate.add_argument(
@@ -134,7 +147,9 @@ def add_stream_commands(subparsers: argparse._SubParsersAction) -> None:  # type
     simulate.set_defaults(handler=run_simulate)
 
     devices = subparsers.add_parser(
-        "devices", help="device registry: check a file", description="Device registry tools."
+        "devices",
+        help="device registry: check a file, apply it to the state DB, list and show devices",
+        description="Device registry tools.",
     )
     device_commands = devices.add_subparsers(
         title="devices commands", metavar="DEVICES_COMMAND", required=True
@@ -146,6 +161,11 @@ def add_stream_commands(subparsers: argparse._SubParsersAction) -> None:  # type
     )
     check.add_argument("files", nargs="+", metavar="FILE")
     check.set_defaults(handler=run_devices_check)
+
+    from integration_platform.streams.alerts_cli import add_alert_commands, add_device_db_commands
+
+    add_device_db_commands(device_commands)
+    add_alert_commands(subparsers)
 
 
 def _positive_int(text: str) -> int:
@@ -191,7 +211,7 @@ def _stop_on_signals() -> Iterator[threading.Event]:
 
 def run_collect(args: argparse.Namespace) -> int:
     from integration_platform.lake.resource import lake_uri
-    from integration_platform.settings import DATA_DIR_VAR, LAKE_URI_VAR, data_dir
+    from integration_platform.settings import DATA_DIR_VAR, LAKE_URI_VAR, ConfigError, data_dir
     from integration_platform.streams.collector import Collector, CollectorConfig
     from integration_platform.streams.devices import RegistryError
     from integration_platform.streams.spool import SpoolError
@@ -213,12 +233,14 @@ def run_collect(args: argparse.Namespace) -> int:
         shared_group=args.shared_group,
         spool_max_bytes=int(args.spool_max_mb * 1024 * 1024),
         progress_seconds=args.progress_seconds,
+        offline_after_seconds=args.offline_after,
+        state_enabled=not args.no_state,
     )
     try:
         collector = Collector(config)
         with _stop_on_signals() as stop:
             collector.run(stop)
-    except (RegistryError, SpoolError) as exc:
+    except (RegistryError, SpoolError, ConfigError) as exc:
         print(exc, file=sys.stderr)
         return 2
     return 0 if collector.spool.pending == 0 else 1

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -28,14 +29,22 @@ CODE_PATTERN = r"^[a-z][a-z0-9_]*$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # OPC-UA node ids in their string form: optional ns=<index>; or nsu=<uri>; then i= s= g= b=.
 NODE_ID_PATTERN = r"^((ns=\d+|nsu=[^;]+);)?[isgb]=.+$"
+# CoAP resource paths and BACnet object/property identifiers (coap and bacnet devices).
+RESOURCE_PATTERN = r"^/[^\s?#]*$"
+OBJECT_ID_PATTERN = r"^([a-z][a-z-]*|\d+),\d+$"
+PROPERTY_PATTERN = r"^([a-z][a-z-]*|\d+)$"
 PLACEHOLDERS = frozenset({"site", "device_id", "sensor_id"})
 DEFAULT_TOPIC = "plant/{site}/{device_id}/{sensor_id}"
+DEFAULT_COOLDOWN_S = 60.0  # alert episodes of one sensor: at most one a minute
 
 _PATTERN_TEXT = {
     ID_PATTERN: "must be an identifier of letters, digits and _ . : - (no '/', '+', '#')",
     CODE_PATTERN: "must be a lowercase code of letters, digits and '_' (e.g. 'vibration')",
     ENV_NAME_PATTERN: "must be the name of an environment variable (e.g. MQTT_PASSWORD)",
     NODE_ID_PATTERN: "must be an OPC-UA node id such as 'ns=2;s=Pump1.Vibration' or 'i=2258'",
+    RESOURCE_PATTERN: "must be a CoAP resource path starting with '/' (e.g. '/sensors/temp')",
+    OBJECT_ID_PATTERN: "must be a BACnet object id 'type,instance' (e.g. 'analog-input,1')",
+    PROPERTY_PATTERN: "must be a BACnet property name such as 'present-value'",
 }
 
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
@@ -54,6 +63,12 @@ class Thresholds(_Model):
     direction: Literal["above", "below"] = "above"
     hysteresis: float = Field(0.0, ge=0, description="Distance back past a limit to clear it.")
     min_duration_s: float = Field(0.0, ge=0, description="How long a limit must be exceeded.")
+    cooldown_s: float = Field(
+        DEFAULT_COOLDOWN_S,
+        ge=0,
+        description="No new alert episode for this sensor within this many seconds (reading "
+        "time) of the last one resolving, so a value hovering at a limit does not page twice.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Thresholds:
@@ -99,6 +114,18 @@ class SensorSpec(_Model):
     register_: Register | None = Field(None, alias="register")  # BaseModel has .register
     node_id: str | None = Field(
         None, pattern=NODE_ID_PATTERN, description="OPC-UA node of the value (opcua devices)."
+    )
+    resource: str | None = Field(
+        None, pattern=RESOURCE_PATTERN, description="CoAP resource path (coap devices)."
+    )
+    object_id: str | None = Field(
+        None, pattern=OBJECT_ID_PATTERN, description="BACnet object (bacnet devices)."
+    )
+    property_id: str = Field(
+        "present-value", pattern=PROPERTY_PATTERN, description="BACnet property read."
+    )
+    calibration_date: date | None = Field(
+        None, description="When the sensor was last calibrated (YYYY-MM-DD)."
     )
     simulate: Simulation | None = None
 
@@ -190,6 +217,59 @@ class OpcuaSettings(_Model):
     security: OpcuaSecurity = OpcuaSecurity()
 
 
+class CoapPayload(_Model):
+    """Where the fields sit in a JSON CoAP payload; a bare number needs none of them."""
+
+    ts: str | None = Field("ts", description="Path of the timestamp; absent: arrival time.")
+    value: str = "value"
+    quality: str | None = "quality"
+    ts_unit: Literal["ms", "s"] = Field("ms", description="Unit of numeric (epoch) timestamps.")
+
+
+class CoapSettings(_Model):
+    observe: bool = Field(True, description="Observe each resource (RFC 7641); else poll.")
+    poll_interval_s: float = Field(
+        10.0, gt=0, description="Polling interval when a resource cannot be observed."
+    )
+    timeout_s: float = Field(5.0, gt=0, description="Answer timeout of each request.")
+    reregister_s: float | None = Field(
+        None,
+        gt=0,
+        description="Re-register an observation silent this long (default: Max-Age + 5 s).",
+    )
+    observe_retry_s: float = Field(
+        300.0, gt=0, description="How often a polled resource is offered observe again."
+    )
+    reconnect_max_delay_s: float = Field(
+        30.0, ge=1, description="Cap of the backoff after failed requests."
+    )
+    payload: CoapPayload = CoapPayload()
+
+
+class BacnetSettings(_Model):
+    device_instance: int = Field(
+        ge=0, le=4194302, description="Instance number of the remote BACnet device object."
+    )
+    cov: bool = Field(True, description="Subscribe to change-of-value notifications.")
+    cov_lifetime_s: int = Field(
+        300, ge=2, description="Lifetime of each COV subscription; renewed at half of it."
+    )
+    cov_confirmed: bool = Field(True, description="Ask for confirmed COV notifications.")
+    poll_interval_s: float = Field(
+        10.0, gt=0, description="Polling interval when COV is refused or switched off."
+    )
+    timeout_s: float = Field(3.0, gt=0, description="APDU timeout of each request.")
+    retries: int = Field(1, ge=0, le=5, description="APDU retries before a device counts as gone.")
+    local_address: str = Field(
+        "0.0.0.0:0",
+        pattern=r"^[^:\s]+:\d+$",
+        description="host:port the collector binds for this device (0: any port).",
+    )
+    reconnect_max_delay_s: float = Field(
+        30.0, ge=1, description="Cap of the backoff after the device stops answering."
+    )
+
+
 class Credentials(_Model):
     """Names of environment variables holding secrets; never the secrets themselves."""
 
@@ -221,7 +301,10 @@ class DeviceSpec(_Model):
     name: str | None = None
     site: Id | None = None
     protocol: Literal["mqtt", "modbus", "opcua", "coap", "bacnet"]
-    endpoint: str = Field(description="mqtt://host:port, mqtts://host:port or tcp://host:port")
+    endpoint: str = Field(
+        description="mqtt(s)://host:port, tcp://host:port (Modbus), opc.tcp://host:port/path, "
+        "coap://host:port or bacnet://host:port"
+    )
     credentials: Credentials | None = None
     tls: TlsSettings | None = None
     asset_id: Id | None = None
@@ -229,6 +312,8 @@ class DeviceSpec(_Model):
     mqtt: MqttSettings | None = None
     modbus: ModbusSettings | None = None
     opcua: OpcuaSettings | None = None
+    coap: CoapSettings | None = None
+    bacnet: BacnetSettings | None = None
     sensors: list[SensorSpec] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -242,6 +327,8 @@ class DeviceSpec(_Model):
             "mqtt": {"mqtt", "mqtts", "tcp", "ssl"},
             "modbus": {"tcp", "modbus"},
             "opcua": {"opc.tcp"},
+            "coap": {"coap"},
+            "bacnet": {"bacnet"},
         }
         if self.protocol in allowed and scheme not in allowed[self.protocol]:
             raise ValueError(
@@ -252,6 +339,16 @@ class DeviceSpec(_Model):
             lacking = [s.sensor_id for s in self.sensors if s.register_ is None]
             if lacking:
                 raise ValueError(f"modbus sensors need a register: {', '.join(lacking)}")
+        if self.protocol == "coap":
+            lacking = [s.sensor_id for s in self.sensors if s.resource is None]
+            if lacking:
+                raise ValueError(f"coap sensors need a resource: {', '.join(lacking)}")
+        if self.protocol == "bacnet":
+            if self.bacnet is None:
+                raise ValueError("bacnet devices need bacnet.device_instance")
+            lacking = [s.sensor_id for s in self.sensors if s.object_id is None]
+            if lacking:
+                raise ValueError(f"bacnet sensors need an object_id: {', '.join(lacking)}")
         if self.protocol == "opcua":
             lacking = [s.sensor_id for s in self.sensors if s.node_id is None]
             if lacking:
@@ -274,6 +371,8 @@ class DeviceSpec(_Model):
             "mqtt": 1883,
             "tcp": 1883 if self.protocol == "mqtt" else 502,
             "opc.tcp": 4840,
+            "coap": 5683,
+            "bacnet": 47808,
         }.get(parts.scheme, 8883 if parts.scheme in {"mqtts", "ssl"} else 502)
         return parts.hostname or "127.0.0.1", parts.port or default
 

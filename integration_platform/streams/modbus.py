@@ -288,6 +288,10 @@ class ModbusRunner:
     """Runs one :class:`ModbusPoller` per device on an asyncio loop in its own thread."""
 
     def __init__(self, spool: Spool) -> None:
+        # Imported here, on the constructing thread: pymodbus imported from two threads at
+        # once (the poller loop and an in-process simulator) can fail with an import deadlock.
+        import pymodbus.client  # noqa: F401
+
         self.spool = spool
         self.stats = ModbusStats()
         self._loop = asyncio.new_event_loop()

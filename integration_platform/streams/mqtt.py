@@ -23,6 +23,8 @@ import logging
 import math
 import queue
 import socket
+import ssl
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -258,6 +260,7 @@ class MqttStats:
     stale_acks_skipped: int = 0
     spool_full: int = 0
     connects: int = 0
+    connect_failures: int = 0
     problems: list[str] = field(default_factory=list)  # the latest few, for logs and tests
 
 
@@ -293,6 +296,49 @@ class BrokerConfig:
 
     def label(self) -> str:
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+
+def connect_error_text(broker: BrokerConfig, devices: Sequence[str], error: object) -> str:
+    """Why a connection attempt failed and what to check, naming the broker and its devices."""
+    where = f"MQTT {broker.label()} (devices {', '.join(devices) or '-'})"
+    if isinstance(error, ssl.SSLCertVerificationError):
+        reason = error.verify_message or str(error)
+        if "mismatch" in reason.lower() or "hostname" in reason.lower():
+            hint = (
+                f"the broker's certificate is not issued for {broker.host!r}: use a host name "
+                "or address listed in the certificate in the endpoint (tls.insecure: true skips "
+                "this check; test rigs only)"
+            )
+        else:
+            hint = (
+                f"the broker's certificate is not trusted with tls.ca_file={broker.ca_file!r}"
+                " (the system CAs when unset): set tls.ca_file to the CA certificate (PEM) that "
+                "signed the broker's certificate, and check the certificate's validity dates"
+            )
+        return f"{where}: TLS certificate verification failed ({reason}); {hint}"
+    if isinstance(error, ssl.SSLError):
+        return (
+            f"{where}: TLS handshake failed ({error.reason or error}); check that the endpoint "
+            "is the broker's TLS listener (mqtts://, usually port 8883) and, if the broker asks "
+            f"for client certificates, tls.cert_file={broker.cert_file!r} and "
+            f"tls.key_file={broker.key_file!r} (a pair signed by a CA the broker trusts)"
+        )
+    if isinstance(error, ConnectionRefusedError):
+        return (
+            f"{where}: connection refused; check the endpoint's host and port and that the "
+            "broker is running (reconnecting with back-off)"
+        )
+    if isinstance(error, socket.gaierror):
+        return f"{where}: cannot resolve {broker.host!r} ({error}); check the endpoint's host"
+    if isinstance(error, TimeoutError | socket.timeout):
+        return (
+            f"{where}: no answer ({error}); check the endpoint, firewalls and that the broker "
+            "is running (reconnecting with back-off)"
+        )
+    return (
+        f"{where}: cannot connect ({type(error).__name__}: {error}); check the endpoint and "
+        "the network (reconnecting with back-off)"
+    )
 
 
 @dataclass
@@ -337,6 +383,7 @@ class MqttCollector:
         self._ingest_thread: threading.Thread | None = None
         self._client: mqtt.Client | None = None
         self._lock = threading.Lock()
+        self._last_failure: str | None = None
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -360,15 +407,29 @@ class MqttCollector:
             ).resolve()
             client.username_pw_set(user, password)
         if self.broker.tls:
-            client.tls_set(
-                ca_certs=self.broker.ca_file,
-                certfile=self.broker.cert_file,
-                keyfile=self.broker.key_file,
-            )
+            try:
+                client.tls_set(
+                    ca_certs=self.broker.ca_file,
+                    certfile=self.broker.cert_file,
+                    keyfile=self.broker.key_file,
+                )
+            except (OSError, ssl.SSLError) as exc:
+                from integration_platform.streams.devices import RegistryError
+
+                raise RegistryError(
+                    [
+                        f"MQTT {self.broker.label()} (devices {', '.join(self._devices())}): "
+                        f"cannot load the TLS files tls.ca_file={self.broker.ca_file!r}, "
+                        f"tls.cert_file={self.broker.cert_file!r}, "
+                        f"tls.key_file={self.broker.key_file!r} ({exc}); check that the paths "
+                        "exist and hold PEM certificates and an unencrypted key that match"
+                    ]
+                ) from exc
             client.tls_insecure_set(self.broker.insecure)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_socket_open = _no_delay
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
@@ -437,10 +498,23 @@ class MqttCollector:
             return [f"$share/{self.shared_group}/{f}" for f in filters]
         return filters
 
+    def _devices(self) -> list[str]:
+        return sorted({device.device_id for _, device, _ in self._router.routes})
+
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
-            log.error("MQTT %s refused the connection: %s", self.broker.label(), reason)
+            hint = (
+                "check the credentials (the variables named by credentials.username_env and "
+                "password_env) and the broker's ACL for this client id"
+                if "user" in str(reason).lower() or "authori" in str(reason).lower()
+                else "check the broker's log"
+            )
+            self._connect_failed(
+                f"MQTT {self.broker.label()} (devices {', '.join(self._devices())}) refused the "
+                f"connection of client id {self.client_id!r}: {reason}; {hint}"
+            )
             return
+        self._last_failure = None
         self._generation += 1
         self.stats.connects += 1
         log.info(
@@ -454,6 +528,21 @@ class MqttCollector:
             client.subscribe([(f, 1) for f in filters])
         else:
             self.ready.set()
+
+    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        # paho calls this from its ``except OSError`` around the connection attempt, so the
+        # exception being handled is the reason (TLS verification, refused, timeout, ...).
+        self._connect_failed(connect_error_text(self.broker, self._devices(), sys.exception()))
+
+    def _connect_failed(self, text: str) -> None:
+        """Log a failed connection attempt: a new reason at once, a repeated one now and then."""
+        self.stats.connect_failures += 1
+        problems = self.stats.problems
+        problems.append(text)
+        del problems[:-20]
+        if text != self._last_failure or self.stats.connect_failures % 20 == 0:
+            log.error("%s", text)
+        self._last_failure = text
 
     def _on_disconnect(
         self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any

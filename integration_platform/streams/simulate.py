@@ -1,4 +1,5 @@
-"""A plant simulator for the example devices: MQTT publishers, Modbus TCP and OPC-UA servers.
+"""A plant simulator for the example devices: MQTT publishers, Modbus TCP, OPC-UA, CoAP and
+BACnet/IP servers (the last two in ``simulate_coap_bacnet.py``).
 
 Signals are plausible rather than random: a base value, a daily cycle, slow drift, Gaussian
 noise, and, for sensors marked ``simulate: {fault: true}``, a bearing fault that ramps the
@@ -88,6 +89,8 @@ class SimulatorStats:
     published: int = 0
     modbus_servers: dict[str, int] = field(default_factory=dict)  # device id -> port
     opcua_servers: dict[str, int] = field(default_factory=dict)  # device id -> port
+    coap_servers: dict[str, int] = field(default_factory=dict)  # device id -> UDP port
+    bacnet_servers: dict[str, int] = field(default_factory=dict)  # device id -> UDP port
 
 
 def _set_path(target: dict, path: str, value: Any) -> None:
@@ -288,6 +291,8 @@ async def run_simulator(
     time_scale: float = 1.0,
     modbus_port: int | None = None,
     opcua_port: int | None = None,
+    coap_port: int | None = None,
+    bacnet_port: int | None = None,
     stop: threading.Event | None = None,
     on_ready: Callable[[SimulatorStats], None] | None = None,
     seed: int = 7,
@@ -336,6 +341,19 @@ async def run_simulator(
         )
         opcua_servers.append(opcua)
         print(f"OPC-UA simulator for {device.device_id} on {opcua.endpoint}", flush=True)
+    from integration_platform.streams.simulate_coap_bacnet import CoapBacnetPlant
+
+    udp_plant = CoapBacnetPlant()  # coap_port / bacnet_port: the first device's, 0: free
+    stats.coap_servers, stats.bacnet_servers = await udp_plant.start(
+        registry,
+        lambda device: {
+            s.sensor_id: signals[(device.device_id, s.sensor_id)].value(0, _now())
+            for s in device.sensors
+        },
+        _now(),
+        coap_port=coap_port,
+        bacnet_port=bacnet_port,
+    )
     client = _mqtt_publisher(mqtt_url) if mqtt_url and registry.enabled("mqtt") else None
     if client is not None:
         print(f"publishing to {mqtt_url} every {interval_s:g}s; fault after {fault_after_s:g}s")
@@ -368,6 +386,8 @@ async def run_simulator(
                     for opcua in opcua_servers:
                         if opcua.device.device_id == device.device_id:
                             await opcua.set_values(values, now)
+                elif device.protocol in ("coap", "bacnet"):
+                    udp_plant.set_values(device, values, now)
             stats.ticks += 1
             if stats.ticks % max(1, int(10 / interval_s)) == 0:
                 faulty = [
@@ -390,6 +410,7 @@ async def run_simulator(
             await server.stop()
         for opcua in opcua_servers:
             await opcua.stop()
+        await udp_plant.stop()
     return stats
 
 

@@ -162,21 +162,39 @@ class Spool:
                     "has not accepted yet; fix the lake (see the writer's errors in the log) or "
                     "raise the limit (--spool-max-mb)"
                 )
-            accepted = 0
             with self._transaction():
+                # Set-wise (a few statements per append, not two per reading): keys seen
+                # before, then the new ones; within the append the first arrival wins.
+                seen = self._known_keys([key for key, _ in bodies])
+                fresh = []
                 for key, body in bodies:
-                    cursor = self._db.execute(
-                        "INSERT OR IGNORE INTO recent (key, seen_at) VALUES (?, ?)", (key, now)
-                    )
-                    if cursor.rowcount == 1:
-                        self._db.execute("INSERT INTO readings (body) VALUES (?)", (body,))
-                        accepted += 1
+                    if key not in seen:
+                        seen.add(key)
+                        fresh.append((key, body))
+                self._db.executemany(
+                    "INSERT INTO recent (key, seen_at) VALUES (?, ?)",
+                    [(key, now) for key, _ in fresh],
+                )
+                self._db.executemany(
+                    "INSERT INTO readings (body) VALUES (?)", [(body,) for _, body in fresh]
+                )
                 self._appends += 1
                 if self._appends % 200 == 1:
                     self._prune_recent()
+            accepted = len(fresh)
             self._pending += accepted
             self._changed.notify_all()
         return AppendResult(accepted, len(bodies) - accepted)
+
+    def _known_keys(self, keys: list[str]) -> set[str]:
+        known: set[str] = set()
+        for start in range(0, len(keys), 500):  # below SQLite's bound-parameter limit
+            chunk = keys[start : start + 500]
+            rows = self._db.execute(
+                f"SELECT key FROM recent WHERE key IN ({','.join('?' * len(chunk))})", chunk
+            )
+            known.update(key for (key,) in rows)
+        return known
 
     def _prune_recent(self) -> None:
         # Relative to the newest key, not the wall clock: after a long outage the keys of the

@@ -129,7 +129,7 @@ class DeltaWriter:
         lake_root: str,
         *,
         flush_rows: int = 5000,
-        flush_seconds: float = 5.0,
+        flush_seconds: float = 2.0,
         storage_options: dict[str, str] | None = None,
         after_lake_commit: Callable[[Batch], None] | None = None,
     ) -> None:

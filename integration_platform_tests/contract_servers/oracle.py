@@ -1,7 +1,8 @@
-"""An Oracle Fusion Cloud REST contract server: maintenance work orders.
+"""An Oracle Fusion Cloud REST contract server: maintenance work orders and assets.
 
 Follows Oracle's REST conventions for Fusion resources: ``/fscmRestApi/resources/
-11.13.18.05/maintenanceWorkOrders`` paged with ``limit`` (at most 500) and ``offset``,
+11.13.18.05/maintenanceWorkOrders`` and ``.../installedBaseAssets`` (maintenance assets; GET
+and PATCH by ``AssetId``) paged with ``limit`` (at most 500) and ``offset``,
 answering ``items[]``, ``count``, ``hasMore``, ``limit``, ``offset``; ``q`` filters
 (``LastUpdateDate>='...'``, clauses joined with ``;``), ``orderBy=Field:asc,...``, ``fields``,
 ``onlyData=true`` (without it each item carries ``links``), ``totalResults=true``. Items have
@@ -30,8 +31,15 @@ from integration_platform_tests.contract_servers.vendor_base import (
 )
 
 RESOURCE = "/fscmRestApi/resources/11.13.18.05/maintenanceWorkOrders"
+ASSETS = "/fscmRestApi/resources/11.13.18.05/installedBaseAssets"
 ORGS = {"BEDFORD": "BED", "NASHUA": "NSH"}
 ID_BASE = 300_100_000_000_000
+ASSET_ID_BASE = 300_200_000_000_000
+# resource -> (store entity, id attribute, resource name in links)
+RESOURCES = {
+    RESOURCE: ("wo", "WorkOrderId", "maintenanceWorkOrders"),
+    ASSETS: ("asset", "AssetId", "installedBaseAssets"),
+}
 STATUS = {
     "WAPPR": "UNRELEASED",
     "APPR": "RELEASED",
@@ -65,6 +73,22 @@ def oracle_order(order: Mapping[str, Any], *, changed: datetime | None = None) -
     }
 
 
+def oracle_asset(asset: Mapping[str, Any]) -> dict[str, Any]:
+    """A seed asset as an installed base (maintenance) asset."""
+    changed = oracle_time(datetime.fromisoformat(str(asset["changedate"])))
+    return {
+        "AssetId": ASSET_ID_BASE + int(str(asset["assetnum"])),
+        "AssetNumber": str(asset["assetnum"]),
+        "Description": asset["description"],
+        "SerialNumber": asset["serialnum"],
+        "ItemNumber": f"{asset['assettype']}-{asset['manufacturer']}".upper(),
+        "OperatingOrganizationCode": ORGS[str(asset["siteid"])],
+        "ParentAssetNumber": asset.get("parent"),
+        "CreationDate": changed,
+        "LastUpdateDate": changed,
+    }
+
+
 @dataclass
 class OracleContractServer(VendorContractServer):
     username: str = "maint.integration"
@@ -80,6 +104,9 @@ class OracleContractServer(VendorContractServer):
     def seed(self) -> OracleContractServer:
         for order in seed.work_orders():
             self.put(oracle_order(order))
+        for asset in seed.assets():
+            record = oracle_asset(asset)
+            self.store.put("asset", str(record["AssetId"]), record)
         return self
 
     def put(self, record: Mapping[str, Any]) -> dict[str, Any]:
@@ -94,13 +121,20 @@ class OracleContractServer(VendorContractServer):
             Route("/oauth2/v1/token", self._token, methods=["POST"]),
             Route(RESOURCE, self._collection, methods=["GET", "POST"]),
             Route(RESOURCE + "/{id}", self._item, methods=["GET", "PATCH"]),
+            Route(ASSETS, self._list, methods=["GET"]),
+            Route(ASSETS + "/{id}", self._item, methods=["GET", "PATCH"]),
         ]
 
     def is_public(self, path: str) -> bool:
         return path == "/oauth2/v1/token"
 
     def is_data(self, path: str) -> bool:
-        return path.startswith(RESOURCE)
+        return path.startswith((RESOURCE, ASSETS))
+
+    def resource(self, request: Request) -> tuple[str, str, str, str]:
+        """``(path, store entity, id attribute, name)`` of the resource a request is for."""
+        path = next(p for p in RESOURCES if request.url.path.startswith(p))
+        return (path, *RESOURCES[path])
 
     def error(
         self, status: int, message: str, headers: Mapping[str, str] | None = None
@@ -131,18 +165,24 @@ class OracleContractServer(VendorContractServer):
     def _etag(self, record: Mapping[str, Any]) -> str:
         return f'"{record["_version"]}"'
 
-    def _render(self, record: Mapping[str, Any], params: Mapping[str, str]) -> dict[str, Any]:
+    def _render(
+        self,
+        record: Mapping[str, Any],
+        params: Mapping[str, str],
+        resource: tuple[str, str, str, str] = (RESOURCE, *RESOURCES[RESOURCE]),
+    ) -> dict[str, Any]:
+        path, _, id_attribute, name = resource
         out = {k: v for k, v in record.items() if not k.startswith("_")}
         if params.get("fields"):
             wanted = set(params["fields"].split(","))
             out = {k: v for k, v in out.items() if k in wanted}
         if params.get("onlyData") != "true":
-            href = f"{self.resource_url}/{record['WorkOrderId']}"
+            href = f"{self.base_url}{path}/{record[id_attribute]}"
             out["links"] = [
                 {
                     "rel": "self",
                     "href": href,
-                    "name": "maintenanceWorkOrders",
+                    "name": name,
                     "kind": "item",
                     "properties": {"changeIndicator": "ACED0005"},
                 }
@@ -172,13 +212,18 @@ class OracleContractServer(VendorContractServer):
                 status_code=201,
                 headers={"ETag": self._etag(stored)},
             )
+        return await self._list(request)
+
+    async def _list(self, request: Request) -> Response:
+        resource = self.resource(request)
+        _, entity, id_attribute, resource_name = resource
         params = request.query_params
         try:
             limit = min(int(params.get("limit", "25")), 500)
             offset = int(params.get("offset", "0"))
         except ValueError:
             return self.error(400, "limit and offset must be integers")
-        records = self.store.all("wo")
+        records = self.store.all(entity)
         for clause in filter(None, (params.get("q") or "").split(";")):
             match = _Q.match(clause)
             if match is None:
@@ -196,7 +241,7 @@ class OracleContractServer(VendorContractServer):
                 for r in records
                 if current(r) is not None and getattr(current(r), ops[op])(value) is True
             ]
-        for item in reversed((params.get("orderBy") or "WorkOrderId").split(",")):
+        for item in reversed((params.get("orderBy") or id_attribute).split(",")):
             name, _, direction = item.partition(":")
             records.sort(
                 key=lambda r, n=name: str(r.get(n)) if n.endswith("Date") else r.get(n),
@@ -204,7 +249,7 @@ class OracleContractServer(VendorContractServer):
             )
         page = records[offset : offset + limit]
         body: dict[str, Any] = {
-            "items": [self._render(r, params) for r in page],
+            "items": [self._render(r, params, resource) for r in page],
             "count": len(page),
             "hasMore": offset + len(page) < len(records),
             "limit": limit,
@@ -213,7 +258,7 @@ class OracleContractServer(VendorContractServer):
                 {
                     "rel": "self",
                     "href": str(request.url),
-                    "name": "maintenanceWorkOrders",
+                    "name": resource_name,
                     "kind": "collection",
                 }
             ],
@@ -223,21 +268,27 @@ class OracleContractServer(VendorContractServer):
         return JSONResponse(body)
 
     async def _item(self, request: Request) -> Response:
-        record = self.store.get("wo", request.path_params["id"])
+        resource = self.resource(request)
+        _, entity, id_attribute, _ = resource
+        record = self.store.get(entity, request.path_params["id"])
         if record is None:
             return self.error(404, "The requested resource was not found")
         if request.method == "GET":
             return JSONResponse(
-                self._render(record, request.query_params), headers={"ETag": self._etag(record)}
+                self._render(record, request.query_params, resource),
+                headers={"ETag": self._etag(record)},
             )
         expected = request.headers.get("if-match")
         if expected is not None and expected != self._etag(record):
             return self.error(412, "The resource has been modified by another user")
         changes = await request.json()
+        if id_attribute in changes and changes[id_attribute] != record[id_attribute]:
+            return self.error(400, f"Attribute {id_attribute} is read-only")
         merged = {k: v for k, v in record.items() if not k.startswith("_")}
         merged.update(changes)
         merged["LastUpdateDate"] = oracle_time(datetime.now(UTC))
-        stored = self.put(merged)
+        stored = self.store.put(entity, str(record[id_attribute]), merged)
         return JSONResponse(
-            self._render(stored, {"onlyData": "true"}), headers={"ETag": self._etag(stored)}
+            self._render(stored, {"onlyData": "true"}, resource),
+            headers={"ETag": self._etag(stored)},
         )

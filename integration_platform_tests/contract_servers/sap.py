@@ -6,7 +6,10 @@ Follows SAP Gateway's published behaviour: OData V2 under ``/sap/opu/odata/sap/<
 ``/sap/opu/odata4/sap/<service>/srvd/sap/<service>/0001/`` (``value[]``, ``@odata.nextLink``,
 ``Prefer: odata.maxpagesize``, ``@odata.etag``). The server chooses the V2 page size.
 Writes need a CSRF token fetched with ``X-CSRF-Token: Fetch`` and the session cookies set by
-that fetch; a write without them gets ``403`` with ``x-csrf-token: Required``.
+that fetch; a write without them gets ``403`` with ``x-csrf-token: Required``. Maintenance
+orders are created and updated; equipment time segments are updated, addressed by their
+composite key ``Equipment(Equipment='...',ValidityEndDate=datetime'...')`` (V4:
+``ValidityEndDate=9999-12-31``).
 ``drop_sessions_next`` loses the sessions before the next writes, as a load balancer without
 affinity does. ``sap-client`` picks the client (only the configured ones exist).
 """
@@ -29,6 +32,7 @@ from starlette.routing import Route
 from integration_platform_tests.contract_servers import seed
 from integration_platform_tests.contract_servers.odata import (
     BadQuery,
+    literal,
     order_by,
     parse_filter,
     select,
@@ -69,6 +73,8 @@ STATUS = {
     "CAN": "DLFL",
 }
 END_OF_TIME = datetime(9999, 12, 31, tzinfo=UTC)
+# Key properties, which an update may not change.
+KEYS = {"order": ("MaintenanceOrder",), "equipment": ("Equipment", "ValidityEndDate")}
 
 
 def order_number(wonum: int | str) -> str:
@@ -291,16 +297,40 @@ class SapContractServer(VendorContractServer):
                 return self._csrf_refusal(request) or await self._create(request, v2=v2)
             return self.error(405, f"Method {method} not allowed on {set_name}")
         if tail.startswith(f"{set_name}(") and tail.endswith(")"):
-            key = tail[len(set_name) + 1 : -1].split("=")[-1].strip("'")
-            record = self.store.get(entity, key)
-            if record is None:
+            found = self._entity_at(entity, tail[len(set_name) + 1 : -1])
+            if found is None:
                 return self.error(404, f"Resource not found for segment '{set_name}'")
+            key, record = found
             if method == "GET":
                 return JSONResponse(self._render_one(request, record, entity=entity, v2=v2))
-            if method in ("PATCH", "MERGE", "PUT") and entity == "order":
-                return self._csrf_refusal(request) or await self._update(request, record, v2=v2)
+            if method in ("PATCH", "MERGE", "PUT"):
+                refusal = self._csrf_refusal(request)
+                return refusal or await self._update(request, key, record, entity=entity)
             return self.error(405, f"Method {method} not allowed on {set_name}")
         return self.error(404, f"Resource not found for segment '{tail}'")
+
+    def _entity_at(self, entity: str, predicate: str) -> tuple[str, dict[str, Any]] | None:
+        """The stored key and record a key predicate names (``'4001001'``,
+        ``MaintenanceOrder='4001001'``, or both parts of an equipment segment's key)."""
+        parts: dict[str, Any] = {}
+        for part in predicate.split(","):
+            name, equals, value = part.partition("=")
+            if equals:
+                parts[name.strip()] = literal(value.strip())
+            else:  # the single key's value alone: ('4001001')
+                parts[""] = literal(name.strip())
+        if entity == "order":
+            key = str(next(iter(parts.values()), ""))
+            record = self.store.get("order", key)
+            return None if record is None else (key, record)
+        if set(parts) != {"Equipment", "ValidityEndDate"}:
+            raise BadQuery("The key predicate of Equipment needs Equipment and ValidityEndDate")
+        valid_to = parts["ValidityEndDate"]
+        for record in self.store.all("equipment"):
+            stored_end = datetime.fromisoformat(str(record["ValidityEndDate"]))
+            if record["Equipment"] == parts["Equipment"] and stored_end.date() == valid_to.date():
+                return record["_key"], record
+        return None
 
     def _query(self, request: Request, *, entity: str, v2: bool) -> Response:
         params = request.query_params
@@ -399,7 +429,9 @@ class SapContractServer(VendorContractServer):
         location = f"{self.base_url}{request.url.path}('{record['MaintenanceOrder']}')"
         return JSONResponse(body, status_code=201, headers={"Location": location})
 
-    async def _update(self, request: Request, record: dict[str, Any], *, v2: bool) -> Response:
+    async def _update(
+        self, request: Request, key: str, record: dict[str, Any], *, entity: str
+    ) -> Response:
         expected = request.headers.get("if-match")
         if expected is not None and expected != "*" and expected != self._etag(record):
             return self.error(412, "Precondition failed: the entity was changed meanwhile")
@@ -407,13 +439,11 @@ class SapContractServer(VendorContractServer):
             changes = await request.json()
         except ValueError:
             return self.error(400, "The request body is not valid JSON")
-        if (
-            "MaintenanceOrder" in changes
-            and changes["MaintenanceOrder"] != record["MaintenanceOrder"]
-        ):
-            return self.error(400, "Property MaintenanceOrder is read-only")
+        for name in KEYS[entity]:
+            if name in changes and changes[name] != record[name]:
+                return self.error(400, f"Property {name} is read-only")
         merged = {k: v for k, v in record.items() if not k.startswith("_")}
         merged.update({k: v for k, v in changes.items() if not k.startswith("__")})
         merged["LastChangeDateTime"] = now_utc().isoformat()
-        stored = self.put_order(merged)
+        stored = self.store.put(entity, key, merged)
         return Response(status_code=204, headers={"ETag": self._etag(stored)})

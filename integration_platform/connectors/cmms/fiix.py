@@ -88,7 +88,8 @@ class FiixFind(Paginator):
 
 
 class FiixConnector(RestConnector):
-    """Fiix work orders and assets: incremental reads, creates and updates."""
+    """Fiix work orders (incremental reads, creates, updates) and assets (incremental reads,
+    updates)."""
 
     system: ClassVar[str] = "fiix"
 
@@ -223,16 +224,30 @@ class FiixConnector(RestConnector):
 
     def update_work_order(self, work_order_id: int | str, changes: Mapping[str, Any]) -> dict:
         """``ChangeRequest`` of the given fields (last writer wins: no version token)."""
+        return self._change("WorkOrder", WORK_ORDER_FIELDS, work_order_id, changes)
+
+    def update_asset(self, asset_id: int | str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """``ChangeRequest`` on an ``Asset`` (last writer wins: no version token); the
+        changed object comes back."""
+        return self._change("Asset", ASSET_FIELDS, asset_id, changes)
+
+    def _change(
+        self,
+        class_name: str,
+        fields: tuple[str, ...],
+        object_id: int | str,
+        changes: Mapping[str, Any],
+    ) -> dict[str, Any]:
         body = {
             "_maCn": "ChangeRequest",
             "clientVersion": CLIENT_VERSION,
-            "className": "WorkOrder",
+            "className": class_name,
             "changeFields": ", ".join(changes),
-            "fields": ", ".join(WORK_ORDER_FIELDS),
-            "object": {"_maCn": "WorkOrder", "id": int(work_order_id), **changes},
+            "fields": ", ".join(fields),
+            "object": {"_maCn": class_name, "id": int(object_id), **changes},
         }
         # Setting fields to values is safe to repeat.
-        return self._call(body, record_id=str(work_order_id), idempotent=True)
+        return self._call(body, record_id=str(object_id), idempotent=True)
 
     def _call(
         self, body: Mapping[str, Any], *, record_id: str | None, idempotent: bool = False

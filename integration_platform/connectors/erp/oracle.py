@@ -1,10 +1,12 @@
-"""Oracle Fusion Cloud Maintenance work orders through the Fusion REST API.
+"""Oracle Fusion Cloud Maintenance work orders and assets through the Fusion REST API.
 
 Collections page with ``limit``/``offset`` and answer ``items[]`` with ``hasMore``; reads ask
 for ``onlyData=true`` (no per-item links), filter with ``q=LastUpdateDate>='<mark>'`` and order
-with ``orderBy=LastUpdateDate:asc,WorkOrderId:asc`` so the cursor advances page by page.
-Creates POST to the collection; updates PATCH the item. Whether the resource honours
-``If-Match`` with an item's ``ETag`` is not confirmed, so conditional updates are an option.
+with ``orderBy=LastUpdateDate:asc,<id>:asc`` so the cursor advances page by page. Work orders
+are ``maintenanceWorkOrders``; maintenance assets are ``installedBaseAssets`` (the resource
+that replaced ``maintenanceAssets``, deprecated since 23D; both paths are settings). Creates
+POST to the collection; updates PATCH the item. Whether the resources honour ``If-Match`` with
+an item's ``ETag`` is not confirmed, so conditional updates are an option.
 """
 
 from __future__ import annotations
@@ -32,17 +34,35 @@ WORK_ORDER_FIELDS = (
     "CreationDate",
     "LastUpdateDate",
 )
+# Attributes of installedBaseAssets (Oracle's REST reference); LastUpdateDate is the standard
+# Fusion who-column the cursor runs on.
+ASSET_FIELDS = (
+    "AssetId",
+    "AssetNumber",
+    "Description",
+    "SerialNumber",
+    "ItemNumber",
+    "OperatingOrganizationCode",
+    "ParentAssetNumber",
+    "CreationDate",
+    "LastUpdateDate",
+)
 ITEM_TYPE = "application/vnd.oracle.adf.resourceitem+json"
 
 
 class OracleConnector(RestConnector):
-    """Oracle Fusion maintenance work orders: incremental reads, creates and updates."""
+    """Oracle Fusion maintenance work orders (incremental reads, creates, updates) and
+    maintenance assets (incremental reads, updates)."""
 
     system: ClassVar[str] = "oracle"
 
     resource_path: str = Field(
         default="/fscmRestApi/resources/11.13.18.05/maintenanceWorkOrders",
         description="Path of the work order resource (REST version in the path).",
+    )
+    asset_resource_path: str = Field(
+        default="/fscmRestApi/resources/11.13.18.05/installedBaseAssets",
+        description="Path of the asset resource (maintenanceAssets on releases before 23D).",
     )
     auth_method: Literal["basic", "oauth2"] = Field(default="basic", description="basic or oauth2.")
     username: str | None = Field(default=None, description="User for basic; use dg.EnvVar.")
@@ -65,6 +85,17 @@ class OracleConnector(RestConnector):
             primary_key=("WorkOrderId",),
             replication_key="LastUpdateDate",
             fields=WORK_ORDER_FIELDS,
+            paginator="offset",
+            paginator_options={"records_path": "items", "has_more_path": "hasMore"},
+        )
+
+    def assets_stream(self) -> RestStream:
+        return RestStream(
+            name="assets",
+            path=self.asset_resource_path,
+            primary_key=("AssetId",),
+            replication_key="LastUpdateDate",
+            fields=ASSET_FIELDS,
             paginator="offset",
             paginator_options={"records_path": "items", "has_more_path": "hasMore"},
         )
@@ -127,6 +158,14 @@ class OracleConnector(RestConnector):
             self.work_orders_stream(), since=since, page_size=page_size or self.page_size
         )
 
+    def read_assets(
+        self, *, since: Cursor | None = None, page_size: int | None = None
+    ) -> Iterator[Page]:
+        """Maintenance assets updated at or after ``since`` (all when None), page by page."""
+        return self.read_stream(
+            self.assets_stream(), since=since, page_size=page_size or self.page_size
+        )
+
     def create_work_order(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """Create a work order; the stored item (WorkOrderId, number) comes back."""
         response = self.client.request(
@@ -143,17 +182,34 @@ class OracleConnector(RestConnector):
     ) -> dict[str, Any]:
         """PATCH the work order item; with ``conditional_updates`` and ``etag`` a changed
         item fails with ``Conflict``."""
+        return self._patch(self.resource_path, work_order_id, changes, etag=etag)
+
+    def update_asset(
+        self, asset_id: int | str, changes: Mapping[str, Any], *, etag: str | None = None
+    ) -> dict[str, Any]:
+        """PATCH the asset item (``AssetId``); the updated item comes back. With
+        ``conditional_updates`` and ``etag`` a changed item fails with ``Conflict``."""
+        return self._patch(self.asset_resource_path, asset_id, changes, etag=etag)
+
+    def _patch(
+        self,
+        path: str,
+        item_id: int | str,
+        changes: Mapping[str, Any],
+        *,
+        etag: str | None,
+    ) -> dict[str, Any]:
         headers = {"Content-Type": ITEM_TYPE}
         if etag and self.conditional_updates:
             headers["If-Match"] = etag
         response = self.client.request(
             "PATCH",
-            f"{self.resource_path}/{work_order_id}",
+            f"{path}/{item_id}",
             json=dict(changes),
             headers=headers,
-            record_id=str(work_order_id),
+            record_id=str(item_id),
         )
-        return dict(self.client.json(response, record_id=str(work_order_id)))
+        return dict(self.client.json(response, record_id=str(item_id)))
 
 
 def oracle_instant(mark: Any) -> str:

@@ -9,7 +9,9 @@ the cursor's mark and order by it and the key, so the cursor advances page by pa
 
 Writes go through SAP's CSRF protection: a token fetched with ``X-CSRF-Token: Fetch`` on the
 service root, sent with the session cookies of that fetch, and fetched again once when a write
-is refused with ``403`` / ``x-csrf-token: Required`` (the write was not applied).
+is refused with ``403`` / ``x-csrf-token: Required`` (the write was not applied). Maintenance
+orders are created and updated; equipment is updated (``PATCH`` of the time segment, keyed by
+``Equipment`` and ``ValidityEndDate``; creating equipment is left to SAP).
 """
 
 from __future__ import annotations
@@ -265,6 +267,34 @@ class SapConnector(RestConnector):
             idempotent=True,
         )
 
+    def update_equipment(
+        self,
+        equipment: str,
+        changes: Mapping[str, Any],
+        *,
+        valid_to: Any = "9999-12-31",
+        etag: str | None = None,
+    ) -> None:
+        """Apply ``changes`` to one time segment of ``equipment`` (SAP answers 204).
+
+        ``valid_to`` is the segment's ``ValidityEndDate`` as read (``/Date(ms)/`` in V2, a
+        date in V4) or any date; the default is the current segment. ``etag`` works as for
+        :meth:`update_work_order`.
+        """
+        headers = {}
+        if etag and self.conditional_updates:
+            headers["If-Match"] = etag
+        method = self.update_method if self.odata_version == "v2" else "PATCH"
+        key = equipment_key(equipment, valid_to, self.odata_version)
+        self.client.request(
+            method,
+            f"{self.equipment_stream().path}({key})",
+            json=dict(changes),
+            headers=headers,
+            record_id=equipment,
+            idempotent=True,
+        )
+
     def _entity(self, body: Any) -> dict[str, Any]:
         if isinstance(body, Mapping) and isinstance(body.get("d"), Mapping):
             body = body["d"]
@@ -281,3 +311,23 @@ def odata_instant(mark: Any, version: str) -> str:
     if moment.microsecond:
         text += f".{moment.microsecond // 1000:03d}"
     return f"datetimeoffset'{text}Z'" if version == "v2" else f"{text}Z"
+
+
+def equipment_key(equipment: str, valid_to: Any, version: str) -> str:
+    """The key predicate of an equipment time segment:
+    ``Equipment='10011430',ValidityEndDate=datetime'9999-12-31T00:00:00'`` in V2,
+    ``Equipment='10011430',ValidityEndDate=9999-12-31`` in V4."""
+    import re
+    from datetime import UTC, date, datetime
+
+    if isinstance(valid_to, datetime | date):
+        day = valid_to.strftime("%Y-%m-%d")
+    else:
+        text = str(valid_to)
+        epoch = re.fullmatch(r"/Date\((-?\d+)(?:[+-]\d{4})?\)/", text)
+        if epoch:
+            day = datetime.fromtimestamp(int(epoch[1]) / 1000, UTC).strftime("%Y-%m-%d")
+        else:
+            day = date.fromisoformat(text[:10]).isoformat()
+    valid = f"datetime'{day}T00:00:00'" if version == "v2" else day
+    return f"Equipment='{equipment}',ValidityEndDate={valid}"

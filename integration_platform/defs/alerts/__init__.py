@@ -1,0 +1,1 @@
+"""Condition-based maintenance: critical sensor alerts become work orders in the CMMS."""

@@ -1,0 +1,69 @@
+"""Reading and acknowledging alert episodes in the state DB (the operator's side)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from integration_platform.state.devices import ALERT_STATUSES, SensorAlert
+
+
+class AlertNotFound(LookupError):
+    """No alert with that id or episode key."""
+
+
+def list_alerts(
+    session: Session,
+    *,
+    statuses: Sequence[str] = ("open", "acknowledged"),
+    device_id: str | None = None,
+    severity: str | None = None,
+    limit: int = 100,
+) -> list[SensorAlert]:
+    """Newest first."""
+    query = sa.select(SensorAlert).order_by(SensorAlert.raised_at.desc(), SensorAlert.id.desc())
+    if statuses and set(statuses) != set(ALERT_STATUSES):
+        query = query.where(SensorAlert.status.in_(list(statuses)))
+    if device_id:
+        query = query.where(SensorAlert.device_id == device_id)
+    if severity:
+        query = query.where(SensorAlert.severity == severity)
+    return list(session.scalars(query.limit(limit)))
+
+
+def get_alert(session: Session, ref: str) -> SensorAlert:
+    """By numeric id or by episode key."""
+    alert = None
+    if ref.isdigit():
+        alert = session.get(SensorAlert, int(ref))
+    if alert is None:
+        alert = session.scalar(sa.select(SensorAlert).where(SensorAlert.episode_key == ref))
+    if alert is None:
+        raise AlertNotFound(f"no alert with id or episode key {ref!r}")
+    return alert
+
+
+def acknowledge(
+    session: Session, ref: str, *, by: str, note: str | None = None, now: datetime | None = None
+) -> SensorAlert:
+    """A person took note: ``open`` becomes ``acknowledged``; a resolved episode keeps its
+    status but records who acknowledged it. Acknowledging twice keeps the first person."""
+    if not by.strip():
+        raise ValueError("say who acknowledges (--by NAME)")
+    alert = get_alert(session, ref)
+    if alert.acknowledged_at is None:
+        alert.acknowledged_by = by.strip()
+        alert.acknowledged_at = now or datetime.now(UTC)
+        alert.acknowledge_note = note
+    if alert.status == "open":
+        alert.status = "acknowledged"
+    session.flush()
+    return alert
+
+
+def latency_ms(alert: SensorAlert) -> float:
+    """``raised_at - reading_ts`` in ms: alert latency when readings carry their publish time."""
+    return (alert.raised_at - alert.reading_ts).total_seconds() * 1000.0

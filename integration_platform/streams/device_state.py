@@ -1,0 +1,444 @@
+"""The collector's link to the state DB: alert episodes and device status, off the ingest path.
+
+The ingest path (:meth:`StateReporter.observe`, called after the spool has the readings)
+only evaluates thresholds in memory, queues the resulting alert events and notes which
+devices were heard. A writer thread does all database work:
+
+- alert events, written in arrival order, one transaction per wake-up (raise = insert keyed by
+  the episode, so a retried write is harmless);
+- heartbeats every ``heartbeat_s`` per device heard since the last one (never per reading),
+  ``error`` for a device that only produced gaps (missed polls), ``offline`` once silent for
+  ``offline_after_s``; statuses are written when they change;
+- on (re)connect: migrate the schema, insert registry devices the DB does not know, and
+  reopen in memory the episodes still open in the DB so a restart does not raise them again.
+
+When the state DB is unreachable the collector keeps collecting: events wait in memory (at
+most ``max_queued`` of them; beyond that new ones are dropped and counted), heartbeats are
+coalesced per device, and everything is written when the DB is back. Both transitions are
+logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.orm import Session
+
+from integration_platform.state.devices import ACTIVE_ALERT_STATUSES, Device, SensorAlert
+from integration_platform.streams.alerts import AlertEvaluator, AlertEvent
+from integration_platform.streams.devices import Registry
+from integration_platform.streams.readings import Reading
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_QUEUED = 10_000
+MAX_BACKOFF_S = 30.0
+
+
+@dataclass
+class StateStats:
+    alerts_raised: int = 0
+    alerts_escalated: int = 0
+    alerts_resolved: int = 0
+    events_written: int = 0
+    events_queued: int = 0
+    events_dropped: int = 0
+    heartbeats_written: int = 0
+    db_errors: int = 0
+    db_available: bool = False
+    restored_episodes: int = 0
+
+
+class StateReporter:
+    """Alert evaluation plus the state-DB writer thread of one collector."""
+
+    def __init__(
+        self,
+        url: str | URL,
+        registry: Registry,
+        *,
+        reporter_id: str,
+        heartbeat_s: float = 5.0,
+        offline_after_s: float = 60.0,
+        max_queued: int = DEFAULT_MAX_QUEUED,
+        collected: Sequence[str] = ("mqtt", "modbus", "opcua"),
+    ) -> None:
+        self.url = url
+        self.reporter_id = reporter_id
+        self.heartbeat_s = heartbeat_s
+        self.offline_after_s = offline_after_s
+        self.max_queued = max_queued
+        self.collected = tuple(collected)
+        self.evaluator = AlertEvaluator(registry)
+        self.stats = StateStats()
+        self._registry = registry
+        self._registry_dirty = True
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._flush_lock = threading.Lock()  # one writer at a time (thread, stop, tests)
+        self._events: deque[AlertEvent] = deque()
+        self._heard: dict[str, datetime] = {}  # device -> newest reading ts since last beat
+        self._gaps: dict[str, int] = {}  # device -> gap readings since last beat
+        self._status: dict[str, str] = {}  # device -> status last written
+        self._last_heard: dict[str, float] = {}  # device -> monotonic time last heard
+        self._started = time.monotonic()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._engine: Engine | None = None
+        self._schema_ready = False
+        self._restored = False
+
+    # -- ingest path ----------------------------------------------------------------------
+
+    def observe(self, readings: Sequence[Reading]) -> None:
+        """Evaluate and note readings the spool accepted; never raises, never blocks on I/O."""
+        try:
+            events = self.evaluator.observe(readings)
+            with self._lock:
+                heard, gaps = self._heard, self._gaps
+                for reading in readings:
+                    if reading.value is None:
+                        gaps[reading.device_id] = gaps.get(reading.device_id, 0) + 1
+                    else:
+                        heard[reading.device_id] = reading.ts
+                if events:
+                    self._queue(events)
+                    self._wake.notify()
+        except Exception:  # the collector must keep collecting whatever happens here
+            log.exception("alert evaluation failed for a group of %d readings", len(readings))
+
+    def _queue(self, events: list[AlertEvent]) -> None:
+        stats = self.stats
+        for event in events:
+            if event.kind == "raised":
+                stats.alerts_raised += 1
+                log.warning(
+                    "alert %s raised: %s %s %s %s (threshold %s) at %s",
+                    event.episode_key,
+                    event.severity,
+                    event.sensor_id,
+                    "at or above" if event.direction == "above" else "at or below",
+                    event.value,
+                    event.threshold,
+                    event.reading_ts.isoformat(),
+                )
+            elif event.kind == "escalated":
+                stats.alerts_escalated += 1
+                log.warning("alert %s escalated to %s", event.episode_key, event.severity)
+            else:
+                stats.alerts_resolved += 1
+                log.info("alert %s resolved (value %s)", event.episode_key, event.value)
+            if len(self._events) >= self.max_queued:
+                stats.events_dropped += 1
+                if stats.events_dropped % 100 == 1:
+                    log.error(
+                        "state DB backlog full (%d alert events): dropped %s (%d dropped so far)",
+                        self.max_queued,
+                        event.episode_key,
+                        stats.events_dropped,
+                    )
+                continue
+            self._events.append(event)
+        stats.events_queued = len(self._events)
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    def update_registry(self, registry: Registry) -> None:
+        self.evaluator.configure(registry)
+        with self._lock:
+            self._registry = registry
+            self._registry_dirty = True
+
+    def start(self) -> None:
+        """Connect once now (so open episodes are restored before readings flow), then run
+        the writer thread; a DB that is down only delays the writes."""
+        try:
+            with self._flush_lock:
+                self._connect()
+            self._available()
+        except Exception as exc:
+            self._unavailable(exc)
+        self._thread = threading.Thread(target=self._run, name="state-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Write what is queued and the last heartbeats (up to ``timeout``), then stop."""
+        self._stop.set()
+        with self._lock:
+            self._wake.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout + 5)
+        try:
+            self._flush(final=True)
+        except Exception as exc:
+            self._unavailable(exc)
+        if self._events:
+            log.error(
+                "%d alert events not written: the state DB is unreachable (%s)",
+                len(self._events),
+                self._where(),
+            )
+        if self._engine is not None:
+            self._engine.dispose()
+
+    def flush(self) -> bool:
+        """Write everything queued now (tests, shutdown); False if the DB refused."""
+        try:
+            self._flush(final=False, beat=True)
+            return True
+        except Exception as exc:
+            self._unavailable(exc)
+            return False
+
+    # -- writer thread --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = 0.5
+        next_beat = time.monotonic() + self.heartbeat_s
+        while not self._stop.is_set():
+            with self._lock:
+                if not self._events:
+                    self._wake.wait(timeout=min(0.5, max(0.0, next_beat - time.monotonic())))
+            if self._stop.is_set():
+                return
+            beat = time.monotonic() >= next_beat
+            try:
+                self._flush(final=False, beat=beat)
+                backoff = 0.5
+            except Exception as exc:
+                self._unavailable(exc)
+                if self._stop.wait(backoff):
+                    return
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                continue
+            if beat:
+                next_beat = time.monotonic() + self.heartbeat_s
+
+    def _flush(self, *, final: bool, beat: bool = True) -> None:
+        with self._flush_lock:
+            self._flush_locked(final=final, beat=beat)
+
+    def _flush_locked(self, *, final: bool, beat: bool) -> None:
+        engine = self._connect()
+        with self._lock:
+            events = list(self._events)
+        if events:
+            with Session(engine) as session, session.begin():
+                for event in events:
+                    write_event(session, event, reporter_id=self.reporter_id)
+            with self._lock:
+                for _ in events:
+                    self._events.popleft()
+                self.stats.events_queued = len(self._events)
+            self.stats.events_written += len(events)
+        if beat or final:
+            self._beat(engine, final=final)
+        self._available()
+
+    def _connect(self) -> Engine:
+        from integration_platform.state import make_engine, migrate
+
+        if self._engine is None:
+            self._engine = make_engine(self.url)
+        if not self._schema_ready:
+            migrate.upgrade(self._engine.url)
+            self._schema_ready = True
+        with self._lock:
+            dirty, registry = self._registry_dirty, self._registry
+        if dirty:
+            from integration_platform.streams.registry_db import ensure_devices
+
+            with Session(self._engine) as session, session.begin():
+                ensure_devices(session, registry, source=f"collector:{self.reporter_id}")
+            with self._lock:
+                self._registry_dirty = registry is not self._registry
+        if not self._restored:
+            self._restore(self._engine)
+            self._restored = True
+        return self._engine
+
+    def _restore(self, engine: Engine) -> None:
+        with Session(engine) as session:
+            rows = session.execute(
+                sa.select(
+                    SensorAlert.device_id,
+                    SensorAlert.sensor_id,
+                    SensorAlert.episode_key,
+                    SensorAlert.severity,
+                    SensorAlert.peak_value,
+                    SensorAlert.reading_ts,
+                ).where(SensorAlert.status.in_(ACTIVE_ALERT_STATUSES))
+            ).all()
+        restored = self.evaluator.restore(tuple(row) for row in rows)
+        self.stats.restored_episodes += restored
+        if restored:
+            log.info("continuing %d alert episodes still open in the state DB", restored)
+
+    def _beat(self, engine: Engine, *, final: bool) -> None:
+        now = datetime.now(UTC)
+        mono = time.monotonic()
+        with self._lock:
+            heard, self._heard = self._heard, {}
+            gaps, self._gaps = self._gaps, {}
+            registry = self._registry
+        for device_id in heard:
+            self._last_heard[device_id] = mono
+        changes: dict[str, tuple[str, str | None]] = {}
+        for device_id, count in gaps.items():
+            if device_id not in heard:
+                changes[device_id] = ("error", f"no answer: {count} missed readings")
+        for device in registry.devices:
+            if not device.enabled or device.protocol not in self.collected:
+                continue
+            device_id = device.device_id
+            if device_id in heard or device_id in changes:
+                continue
+            silent = mono - self._last_heard.get(device_id, self._started)
+            if silent >= self.offline_after_s:
+                changes[device_id] = ("offline", f"silent for {silent:.0f}s")
+        try:
+            with Session(engine) as session, session.begin():
+                for device_id, ts in heard.items():
+                    status_changed = self._status.get(device_id) != "online"
+                    values: dict[str, object] = {
+                        "last_heartbeat": now,
+                        "last_reading_ts": ts,
+                        "status": "online",
+                        "status_detail": None,
+                        "reported_by": self.reporter_id,
+                    }
+                    if status_changed:
+                        values["status_changed_at"] = now
+                    session.execute(
+                        sa.update(Device).where(Device.device_id == device_id).values(**values)
+                    )
+                for device_id, (status, detail) in changes.items():
+                    if self._status.get(device_id) == status:
+                        continue
+                    session.execute(
+                        sa.update(Device)
+                        .where(Device.device_id == device_id)
+                        .values(
+                            status=status,
+                            status_detail=detail,
+                            status_changed_at=now,
+                            reported_by=self.reporter_id,
+                        )
+                    )
+                    log.warning("device %s is %s (%s)", device_id, status, detail)
+        except Exception:
+            with self._lock:  # put the heartbeats back for the next attempt
+                for device_id, ts in heard.items():
+                    if device_id not in self._heard or self._heard[device_id] < ts:
+                        self._heard[device_id] = ts
+                for device_id, count in gaps.items():
+                    self._gaps[device_id] = self._gaps.get(device_id, 0) + count
+            raise
+        for device_id in heard:
+            self._status[device_id] = "online"
+        for device_id, (status, _) in changes.items():
+            self._status[device_id] = status
+        self.stats.heartbeats_written += len(heard)
+
+    # -- reporting ------------------------------------------------------------------------
+
+    def _where(self) -> str:
+        from integration_platform.state import mask_password
+
+        return mask_password(self.url if isinstance(self.url, URL) else str(self.url))
+
+    def _unavailable(self, exc: Exception) -> None:
+        self.stats.db_errors += 1
+        if self.stats.db_available or self.stats.db_errors == 1:
+            log.error(
+                "state DB %s unreachable (%s): collecting on; %d alert events and the device "
+                "heartbeats are kept in memory (at most %d events) until it is back",
+                self._where(),
+                " ".join(str(exc).split())[:300],
+                len(self._events),
+                self.max_queued,
+            )
+        self.stats.db_available = False
+
+    def _available(self) -> None:
+        if not self.stats.db_available and self.stats.db_errors:
+            log.warning(
+                "state DB %s reachable again: queued alert events and heartbeats written",
+                self._where(),
+            )
+        self.stats.db_available = True
+
+
+def write_event(session: Session, event: AlertEvent, *, reporter_id: str | None = None) -> None:
+    """Apply one alert event to ``sensor_alerts`` (idempotent: a repeated event changes
+    nothing)."""
+    if event.kind == "raised":
+        insert = _insert(session)
+        entry = _history_entry(event)
+        statement = insert(SensorAlert).values(
+            episode_key=event.episode_key,
+            device_id=event.device_id,
+            sensor_id=event.sensor_id,
+            sensor_type=event.sensor_type,
+            asset_id=event.asset_id,
+            unit=event.unit,
+            direction=event.direction,
+            severity=event.severity,
+            status="open",
+            value=event.value,
+            threshold=event.threshold,
+            peak_value=event.peak_value,
+            reading_ts=event.reading_ts,
+            raised_at=event.at,
+            severity_history=[entry],
+            raised_by=reporter_id,
+            created_at=datetime.now(UTC),
+            updated_at=datetime.now(UTC),
+        )
+        session.execute(statement.on_conflict_do_nothing(index_elements=["episode_key"]))
+        return
+    alert = session.scalar(
+        sa.select(SensorAlert).where(SensorAlert.episode_key == event.episode_key)
+    )
+    if alert is None:
+        log.error("alert event %s for unknown episode %s: skipped", event.kind, event.episode_key)
+        return
+    alert.peak_value = event.peak_value
+    if event.kind == "escalated":
+        if alert.severity == event.severity:
+            return
+        alert.severity = event.severity
+        alert.threshold = event.threshold
+        alert.escalated_at = event.at
+        alert.severity_history = [*alert.severity_history, _history_entry(event)]
+    elif alert.status != "resolved":
+        alert.status = "resolved"
+        alert.resolved_at = event.at
+        alert.resolved_reading_ts = event.reading_ts
+        alert.resolved_value = event.value
+
+
+def _history_entry(event: AlertEvent) -> dict[str, object]:
+    return {
+        "severity": event.severity,
+        "threshold": event.threshold,
+        "value": event.value,
+        "reading_ts": event.reading_ts.isoformat(),
+        "raised_at": event.at.isoformat(),
+    }
+
+
+def _insert(session: Session):
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert

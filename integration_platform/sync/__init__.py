@@ -1,0 +1,71 @@
+"""Bidirectional sync: change detection, conflict resolution, apply with rollback, audit.
+
+Library code, usable without Dagster. The pieces a caller needs:
+
+- :class:`SyncSpec` (with :class:`SideSpec`, :class:`FieldMap`, :class:`FieldPolicy`) declares
+  a sync and validates it (:class:`SyncSpecError` lists ``(path, message)`` problems);
+- :class:`SyncEngine` runs it between two adapters (``sync.adapters.sql.SqlTableAdapter``,
+  ``sync.adapters.maximo.MaximoWorkOrderAdapter``, ``sync.adapters.dynamics...``) and
+  returns a :class:`SyncReport` (``dry_run=True`` only plans);
+- :func:`list_conflicts`, :func:`show_conflict`, :func:`resolve_conflict` work the queue;
+- :func:`record_history` and :func:`list_runs` show what happened;
+- :func:`register_rule` adds a named conflict rule.
+
+See ``docs/sync.md``.
+"""
+
+from integration_platform.sync.engine import SyncEngine, SyncReport, SyncRunFailed
+from integration_platform.sync.history import (
+    list_runs,
+    platform_id_of,
+    record_history,
+    resolution_counts,
+)
+from integration_platform.sync.queue import (
+    ConflictClosed,
+    ConflictDetail,
+    ConflictNotFound,
+    list_conflicts,
+    resolve_conflict,
+    show_conflict,
+)
+from integration_platform.sync.rules import UNRESOLVED, ConflictCase, register_rule
+from integration_platform.sync.spec import (
+    ENTITY_TABLES,
+    Direction,
+    FieldMap,
+    FieldPolicy,
+    SideSpec,
+    Strategy,
+    SyncSpec,
+    SyncSpecError,
+)
+from integration_platform.sync.store import SyncBusy
+
+__all__ = [
+    "ENTITY_TABLES",
+    "UNRESOLVED",
+    "ConflictCase",
+    "ConflictClosed",
+    "ConflictDetail",
+    "ConflictNotFound",
+    "Direction",
+    "FieldMap",
+    "FieldPolicy",
+    "SideSpec",
+    "Strategy",
+    "SyncBusy",
+    "SyncEngine",
+    "SyncReport",
+    "SyncRunFailed",
+    "SyncSpec",
+    "SyncSpecError",
+    "list_conflicts",
+    "list_runs",
+    "platform_id_of",
+    "record_history",
+    "register_rule",
+    "resolution_counts",
+    "resolve_conflict",
+    "show_conflict",
+]

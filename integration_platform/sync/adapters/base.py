@@ -1,0 +1,112 @@
+"""The contract between the sync engine and a system it writes to.
+
+An adapter reads every record of the synced entity (side field names as columns) and writes
+single records back. The engine decides what to write; the adapter only knows its system:
+how to address a record, how to send a value, which version token comes back. Transactional
+adapters (SQL) group a run's writes in one transaction the engine commits or rolls back;
+the others are compensated from the run journal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from integration_platform.sync.spec import SideSpec
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a write left in the system: the record's id there, its new version token (if the
+    system has one) and the stored record when the system sent it back."""
+
+    external_id: str
+    version: str | None = None
+    record: Mapping[str, Any] | None = field(default=None)
+
+
+class SyncAdapter:
+    """Base class: override ``read``, ``create`` and ``update``; the rest is optional."""
+
+    transactional: bool = False
+    supports_delete: bool = False
+
+    def __init__(self) -> None:
+        self._side: SideSpec | None = None
+
+    @property
+    def side(self) -> SideSpec:
+        if self._side is None:
+            raise RuntimeError(f"{type(self).__name__} is not bound to a sync side yet")
+        return self._side
+
+    def bind(self, side: SideSpec) -> None:
+        """Called by the engine before use: the side's keys, version and fields."""
+        self._side = side
+
+    @property
+    def system(self) -> str:
+        return self.side.system
+
+    def external_ids(self, frame: pd.DataFrame) -> pd.Series:
+        """The record id of each row: the key fields joined with ``/`` (null if one is empty)."""
+        keys = self.side.key_fields
+        missing = [k for k in keys if k not in frame.columns]
+        if missing:
+            raise KeyError(
+                f"{self.system}: the records read have no key field {', '.join(missing)}; "
+                f"check key_field of the sync side for {self.system}"
+            )
+        ids = frame[keys[0]].astype("string")
+        for name in keys[1:]:
+            ids = ids + "/" + frame[name].astype("string")
+        return ids
+
+    def key_values(self, external_id: str) -> dict[str, str]:
+        keys = self.side.key_fields
+        parts = external_id.split("/", len(keys) - 1) if len(keys) > 1 else [external_id]
+        return dict(zip(keys, parts, strict=True))
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def read(self) -> pd.DataFrame:
+        """Every record of the entity, one row each, side field names as columns."""
+        raise NotImplementedError
+
+    def fetch(self, external_id: str) -> Mapping[str, Any] | None:
+        """One record as stored now (for recovery after a crash); ``None`` if unknown."""
+        return None
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def create(self, values: Mapping[str, Any]) -> WriteResult:
+        raise NotImplementedError
+
+    def update(
+        self,
+        external_id: str,
+        changes: Mapping[str, Any],
+        *,
+        version: str | None,
+        expected: Mapping[str, Any],
+    ) -> WriteResult:
+        """Write ``changes``; fail with ``connectors.errors.Conflict`` when the record is no
+        longer at ``version`` (or, without versions, no longer holds ``expected``)."""
+        raise NotImplementedError
+
+    def delete(self, external_id: str) -> None:
+        raise NotImplementedError(f"{self.system} does not delete records through the sync")
+
+    # -- transactions (transactional adapters) -----------------------------------------------
+
+    def begin(self) -> None:
+        return None
+
+    def commit(self) -> None:
+        return None
+
+    def rollback(self) -> None:
+        return None

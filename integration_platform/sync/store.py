@@ -1,0 +1,317 @@
+"""Reading and writing the sync tables of the state database (``state/sync.py``).
+
+Bulk paths use SQLAlchemy Core with dialect upserts (``ON CONFLICT``), which SQLite and
+PostgreSQL both understand; a run's outcome (cross-references, bases, audit, conflict
+queue, run counts) is written in one transaction so the state never shows half a run.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from integration_platform.state.models import utcnow
+from integration_platform.state.sync import (
+    SyncBase,
+    SyncConflict,
+    SyncJournalEntry,
+    SyncRun,
+    SyncXref,
+)
+from integration_platform.sync.values import Kind, frame_from_json
+
+CHUNK = 5_000
+LOCK_NAMESPACE = 0x53594E43  # "SYNC": keeps sync locks apart from other advisory locks
+
+
+class StateLike(Protocol):
+    """What the store needs of ``StateDatabase``: an engine and committing sessions."""
+
+    def engine(self) -> sa.Engine: ...
+
+    def session(self) -> Any: ...
+
+
+class SyncBusy(RuntimeError):
+    """Another run of the same sync holds its lock."""
+
+
+class SyncStore:
+    """The sync tables, for one state database."""
+
+    def __init__(self, state: StateLike) -> None:
+        self.state = state
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self.state.session() as session:
+            yield session
+
+    # -- lock ---------------------------------------------------------------------------------
+
+    @contextmanager
+    def run_lock(self, sync_name: str) -> Iterator[None]:
+        """Hold the sync's lock for a run. On PostgreSQL a session advisory lock, released by
+        the server if the process dies; on SQLite nothing (the Dagster run queue, which
+        limits a sync to one run at a time by its tag, serialises runs there)."""
+        engine = self.state.engine()
+        if engine.dialect.name != "postgresql":
+            yield
+            return
+        key = zlib.crc32(sync_name.encode())
+        with engine.connect() as connection:
+            got = connection.execute(
+                sa.text("SELECT pg_try_advisory_lock(:ns, :key)"),
+                {"ns": LOCK_NAMESPACE, "key": key - (1 << 31)},
+            ).scalar()
+            connection.commit()
+            if not got:
+                raise SyncBusy(
+                    f"sync {sync_name!r} is already running in another process; wait for it "
+                    "to finish (runs of one sync are serialised)"
+                )
+            try:
+                yield
+            finally:
+                connection.execute(
+                    sa.text("SELECT pg_advisory_unlock(:ns, :key)"),
+                    {"ns": LOCK_NAMESPACE, "key": key - (1 << 31)},
+                )
+                connection.commit()
+
+    # -- loading ------------------------------------------------------------------------------
+
+    def xrefs(self, entity: str, systems: Sequence[str]) -> pd.DataFrame:
+        table = SyncXref.__table__
+        query = sa.select(
+            table.c.system,
+            table.c.external_id,
+            table.c.platform_id,
+            table.c.retired,
+            table.c.version_token,
+        ).where(table.c.entity == entity, table.c.system.in_(list(systems)))
+        with self.state.engine().connect() as connection:
+            rows = connection.execute(query).fetchall()
+        return pd.DataFrame(
+            rows, columns=["system", "external_id", "platform_id", "retired", "version_token"]
+        )
+
+    def bases(self, sync_name: str, system: str, kinds: Mapping[str, Kind]) -> pd.DataFrame:
+        """The sync's bases in ``system``, indexed by platform id: canonical fields (normalized),
+        ``content_hash``, ``version_token`` and ``external_id``."""
+        table = SyncBase.__table__
+        query = sa.select(
+            table.c.platform_id,
+            table.c.external_id,
+            table.c.field_values,
+            table.c.content_hash,
+            table.c.version_token,
+        ).where(table.c.sync_name == sync_name, table.c.system == system)
+        with self.state.engine().connect() as connection:
+            rows = connection.execute(query).fetchall()
+        index = pd.Index([r[0] for r in rows], name="platform_id", dtype=object)
+        frame = frame_from_json([r[2] or {} for r in rows], kinds, index)
+        frame["external_id"] = [r[1] for r in rows]
+        frame["content_hash"] = pd.Series([r[3] for r in rows], index=index, dtype=object)
+        frame["version_token"] = pd.Series([r[4] for r in rows], index=index, dtype=object)
+        return frame
+
+    def queue(self, sync_name: str) -> pd.DataFrame:
+        """Open conflicts and those a person resolved that are not applied yet."""
+        table = SyncConflict.__table__
+        columns = ["id", "platform_id", "field", "status", "base_value", "resolved_value"]
+        columns += ["resolved_by", "note", "resolution"]
+        query = sa.select(*(table.c[c] for c in columns)).where(
+            table.c.sync_name == sync_name, table.c.status.in_(["open", "resolved"])
+        )
+        with self.state.engine().connect() as connection:
+            rows = connection.execute(query.order_by(table.c.id)).fetchall()
+        return pd.DataFrame(rows, columns=columns)
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def start_run(self, run_id: str, sync_name: str, entity: str, triggered_by: str | None) -> None:
+        with self.session() as session:
+            session.add(
+                SyncRun(
+                    run_id=run_id, sync_name=sync_name, entity=entity, triggered_by=triggered_by
+                )
+            )
+
+    def finish_run(
+        self, run_id: str, *, status: str, cause: str | None = None, **counts: int
+    ) -> None:
+        with self.session() as session:
+            _finish(session, run_id, status=status, cause=cause, counts=counts)
+
+    def unfinished_runs(self, sync_name: str) -> list[str]:
+        """Runs of the sync still marked running: their process ended without finishing."""
+        table = SyncRun.__table__
+        with self.state.engine().connect() as connection:
+            rows = connection.execute(
+                sa.select(table.c.run_id)
+                .where(table.c.sync_name == sync_name, table.c.status == "running")
+                .order_by(table.c.id)
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    # -- journal ------------------------------------------------------------------------------
+
+    def journal(self, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Record before-images as ``pending`` and commit them, before any write is made."""
+        if not rows:
+            return []
+        with self.session() as session:
+            entries = [SyncJournalEntry(**row) for row in rows]
+            session.add_all(entries)
+            session.flush()
+            return [entry.id for entry in entries]
+
+    def mark(self, entry_id: int, state: str, **values: Any) -> None:
+        table = SyncJournalEntry.__table__
+        with self.session() as session:
+            session.execute(
+                sa.update(table)
+                .where(table.c.id == entry_id)
+                .values(state=state, updated_at=utcnow(), **values)
+            )
+
+    def journal_entries(self, run_id: str, states: Iterable[str]) -> list[SyncJournalEntry]:
+        with self.session() as session:
+            return list(
+                session.scalars(
+                    sa.select(SyncJournalEntry)
+                    .where(
+                        SyncJournalEntry.run_id == run_id,
+                        SyncJournalEntry.state.in_(list(states)),
+                    )
+                    .order_by(SyncJournalEntry.seq.desc())
+                )
+            )
+
+    def retire(self, entity: str, system: str, external_id: str, platform_id: str) -> None:
+        """Mark a record the sync created and took back (kept, cancelled): ignored from now."""
+        with self.session() as session:
+            _upsert(
+                session,
+                SyncXref.__table__,
+                [
+                    {
+                        "entity": entity,
+                        "platform_id": f"retired:{platform_id}",
+                        "system": system,
+                        "external_id": external_id,
+                        "retired": True,
+                        "updated_at": utcnow(),
+                    }
+                ],
+                keys=["entity", "system", "external_id"],
+                update=["retired", "updated_at"],
+            )
+
+    # -- a run's outcome, in one transaction ----------------------------------------------------
+
+    def commit_outcome(
+        self,
+        run_id: str,
+        *,
+        xrefs: Sequence[Mapping[str, Any]],
+        bases: Sequence[Mapping[str, Any]],
+        new_conflicts: Sequence[Mapping[str, Any]],
+        conflict_updates: Sequence[Mapping[str, Any]],
+        audit: Sequence[Mapping[str, Any]],
+        status: str,
+        cause: str | None,
+        counts: Mapping[str, int],
+    ) -> list[int]:
+        """Write everything a run decided; returns the ids of the new conflicts in order."""
+        from integration_platform.state.sync import SyncAuditEntry
+
+        with self.session() as session:
+            _upsert(
+                session,
+                SyncXref.__table__,
+                xrefs,
+                keys=["entity", "system", "external_id"],
+                update=["platform_id", "version_token", "retired", "updated_at"],
+            )
+            _upsert(
+                session,
+                SyncBase.__table__,
+                bases,
+                keys=["sync_name", "platform_id", "system"],
+                update=[
+                    "external_id",
+                    "field_values",
+                    "content_hash",
+                    "version_token",
+                    "run_id",
+                    "synced_at",
+                ],
+            )
+            conflicts = [SyncConflict(**row) for row in new_conflicts]
+            session.add_all(conflicts)
+            session.flush()
+            ids = [c.id for c in conflicts]
+            table = SyncConflict.__table__
+            for row in conflict_updates:
+                values = {k: v for k, v in row.items() if k != "id"}
+                session.execute(sa.update(table).where(table.c.id == row["id"]).values(**values))
+            entries = []
+            for row in audit:
+                entry = dict(row)
+                ref = entry.pop("conflict_ref", None)
+                if ref is not None and entry.get("conflict_id") is None:
+                    entry["conflict_id"] = ids[ref]
+                entries.append(entry)
+            for chunk in _chunks(entries):
+                session.execute(sa.insert(SyncAuditEntry.__table__), chunk)
+            _finish(session, run_id, status=status, cause=cause, counts=counts)
+            return ids
+
+
+def _finish(
+    session: Session, run_id: str, *, status: str, cause: str | None, counts: Mapping[str, int]
+) -> None:
+    table = SyncRun.__table__
+    session.execute(
+        sa.update(table)
+        .where(table.c.run_id == run_id)
+        .values(status=status, cause=cause, finished_at=utcnow(), **counts)
+    )
+
+
+def _chunks(rows: Sequence[Mapping[str, Any]]) -> Iterator[list[Mapping[str, Any]]]:
+    for start in range(0, len(rows), CHUNK):
+        yield list(rows[start : start + CHUNK])
+
+
+def _upsert(
+    session: Session,
+    table: sa.Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    keys: list[str],
+    update: list[str],
+) -> None:
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    for chunk in _chunks(rows):
+        columns = list(chunk[0])
+        statement = insert(table)
+        statement = statement.on_conflict_do_update(
+            index_elements=keys,
+            set_={name: statement.excluded[name] for name in update if name in columns},
+        )
+        session.execute(statement, chunk)

@@ -1,0 +1,132 @@
+"""The example sync (``sync/examples/maximo_plant_db``) against real systems, for the
+component, job and CLI tests: the Maximo contract server and a ``plant_work_orders`` table on
+the real PostgreSQL, with the state database there too and a temporary lake.
+
+The example's declaration is copied unchanged except for what a test needs: fast connector
+retries and retry delays, so a test exercises the file a user copies.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from integration_platform.lake import DeltaLake
+from integration_platform.state import StateDatabase, dispose_engines
+from integration_platform_tests.contract_servers import seed
+from integration_platform_tests.contract_servers.harness import FAST_RETRIES
+from integration_platform_tests.contract_servers.maximo import MaximoContractServer, rest_id
+
+EXAMPLE = (
+    Path(__file__).resolve().parents[1] / "integration_platform" / "sync" / "examples"
+) / "maximo_plant_db"
+SYNC = "maximo_plant_work_orders"
+JOB = f"sync_{SYNC}_job"
+OP = f"sync_{SYNC}"
+SQL_COLUMNS = ("wonum", "title", "status", "priority", "labor_hours", "cost_amount", "assigned_to")
+MAXIMO_FIELDS = ("description", "status", "wopriority", "actlabhrs", "acttotalcost", "lead")
+
+
+class SyncRig:
+    """Both systems, the state database, the lake and the example declaration in tmp_path."""
+
+    def __init__(self, tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.server = MaximoContractServer(tmp_path / "maximo.db").start()
+        for order in seed.work_orders():
+            if order["siteid"] == "BEDFORD" and int(str(order["wonum"])) <= 1008:
+                self.server.put_work_order(order)
+        self.sql = sa.create_engine(postgres_url)
+        with self.sql.begin() as connection:
+            connection.execute(sa.text((EXAMPLE / "plant_work_orders.sql").read_text()))
+            connection.execute(
+                sa.text(
+                    "INSERT INTO plant_work_orders (wonum, title, status, priority, labor_hours,"
+                    " cost_amount, assigned_to, updated_at) VALUES ('2001', 'Inspect fire pump"
+                    " FP-1 packing', 'scheduled', 'low', 1.5, 80.0, 'WILSON',"
+                    " '2026-01-05T12:00:00Z')"
+                )
+            )
+        self.state = StateDatabase(url=postgres_url)
+        self.state.ensure_schema()
+        self.lake = DeltaLake(uri=str(tmp_path / "data" / "lake"))
+        self.defs_file = self._copy_example(tmp_path / "example")
+        monkeypatch.setenv("MAXIMO_BASE_URL", self.server.base_url)
+        monkeypatch.setenv("MAXIMO_API_KEY", self.server.api_keys[0])
+        monkeypatch.setenv("PLANT_DB_URL", postgres_url)
+        monkeypatch.setenv("INTEGRATION_PLATFORM_DB_URL", postgres_url)
+        monkeypatch.setenv("INTEGRATION_PLATFORM_DATA_DIR", str(tmp_path / "data"))
+        monkeypatch.delenv("INTEGRATION_PLATFORM_LAKE_URI", raising=False)
+
+    @staticmethod
+    def _copy_example(folder: Path) -> Path:
+        shutil.copytree(EXAMPLE, folder)
+        connections_file = folder / "connections.yaml"
+        connections = yaml.safe_load(connections_file.read_text())
+        for connection in connections["attributes"]["connections"]:
+            if connection["type"] == "maximo":
+                connection["options"].update(FAST_RETRIES)
+        connections_file.write_text(yaml.safe_dump(connections, sort_keys=False))
+        defs_file = folder / "defs.yaml"
+        document = yaml.safe_load(defs_file.read_text())
+        document["attributes"]["syncs"][0]["retry"] = {"max_retries": 2, "delay_seconds": 0}
+        defs_file.write_text(yaml.safe_dump(document, sort_keys=False))
+        return defs_file
+
+    # -- edits as users of each system would make them -----------------------------------------
+
+    def edit_maximo(self, wonum: str, **changes: Any) -> None:
+        record = self.server.store.get("workorder", rest_id([wonum, "BEDFORD"]))
+        assert record is not None
+        record = {k: v for k, v in record.items() if not k.startswith("_")}
+        record.update(changes)
+        record["changedate"] = seed.maximo_date(datetime.now(UTC))
+        self.server.put_work_order(record)
+
+    def edit_sql(self, wonum: str, **changes: Any) -> None:
+        sets = ", ".join(f"{name} = :{name}" for name in changes)
+        with self.sql.begin() as connection:
+            connection.execute(
+                sa.text(
+                    f"UPDATE plant_work_orders SET {sets}, updated_at = now() WHERE wonum = :w"
+                ),
+                {**changes, "w": wonum},
+            )
+
+    # -- looking at both systems ---------------------------------------------------------------
+
+    def maximo_rows(self) -> dict[str, dict[str, Any]]:
+        return {
+            str(record["wonum"]): {
+                **{name: record.get(name) for name in MAXIMO_FIELDS},
+                "_rowstamp": record.get("_rowstamp"),
+            }
+            for record in self.server.store.all("workorder")
+        }
+
+    def sql_rows(self) -> dict[str, dict[str, Any]]:
+        columns = [*SQL_COLUMNS, "updated_at"]
+        with self.sql.connect() as connection:
+            rows = connection.execute(
+                sa.text(f"SELECT {', '.join(columns)} FROM plant_work_orders")
+            ).fetchall()
+        return {row[0]: dict(zip(columns[1:], row[1:], strict=True)) for row in rows}
+
+    def state_counts(self) -> dict[str, int]:
+        """Rows in each sync table of the state database."""
+        tables = ("sync_runs", "sync_xrefs", "sync_bases", "sync_conflicts", "sync_audit")
+        with self.state.engine().connect() as connection:
+            return {
+                table: int(connection.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar())
+                for table in (*tables, "sync_journal")
+            }
+
+    def close(self) -> None:
+        self.server.stop()
+        self.sql.dispose()
+        dispose_engines()
