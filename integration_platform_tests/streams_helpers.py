@@ -1,4 +1,5 @@
-"""Helpers for the stream tests: an independent Delta reader, MQTT helpers, unique names.
+"""Helpers for the stream tests: an independent Delta reader, MQTT helpers, unique names, and
+collectors run against in-process protocol peers (free ports, waiting, start and stop).
 
 The reader replays ``_delta_log`` itself and reads the data files with pyarrow, so a table is
 checked without deltalake (the library that wrote it).
@@ -6,16 +7,24 @@ checked without deltalake (the library that wrote it).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import socket
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    from integration_platform.streams.collector import Collector
 
 MQTT_HOST = "127.0.0.1"
 MQTT_PORT = 1883
@@ -82,6 +91,72 @@ def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.
             return True
         time.sleep(interval)
     return predicate()
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def free_udp_port() -> int:
+    """A loopback UDP port nothing is bound to right now (CoAP, BACnet)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def wait_until(
+    predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition"
+) -> None:
+    """Poll ``predicate`` while the loop runs the other tasks; fail after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} not reached in {timeout}s")
+        await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def running(collector: Any, stop_timeout: float = 10.0) -> AsyncIterator[None]:
+    """``collector.run(stop)`` as a task for the block; stopped and awaited when it ends.
+
+    When the block fails the task is left to ``asyncio.run``, which cancels it, so the
+    block's own error is what the test reports.
+    """
+    stop = asyncio.Event()
+    task = asyncio.create_task(collector.run(stop))
+    yield
+    stop.set()
+    await asyncio.wait_for(task, stop_timeout)
+
+
+@contextlib.contextmanager
+def running_collector(tmp_path: Path, devices: Path, client_id: str) -> Iterator[Collector]:
+    """The whole collector on a thread (``collect`` in-process), reloading ``devices`` every
+    0.2 s; stopped, spooled and flushed to ``tmp_path/lake`` when the block ends."""
+    from integration_platform.streams.collector import Collector, CollectorConfig
+
+    config = CollectorConfig(
+        devices_file=devices,
+        data_dir=tmp_path / "data",
+        lake_root=str(tmp_path / "lake"),
+        flush_rows=500,
+        flush_seconds=0.3,
+        client_id=client_id,
+        reload_seconds=0.2,
+    )
+    collector = Collector(config)
+    stop = threading.Event()
+    thread = threading.Thread(target=collector.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield collector
+    finally:
+        stop.set()
+        thread.join(30)
 
 
 def row_keys(table: pa.Table) -> list[tuple[str, str, str, float]]:

@@ -95,6 +95,7 @@ def test_there_is_a_builtin_for_every_vendor_object() -> None:
         "dynamics/work_orders",
         "fiix/work_orders",
         "maximo/assets",
+        "maximo/maintenance_schedules",
         "maximo/work_orders",
         "sap/equipment",
         "sap/maintenance_orders",

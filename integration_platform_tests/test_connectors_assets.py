@@ -2,8 +2,8 @@
 
 A connector joins with one name in ``ASSET_HARNESSES`` (``contract_servers/asset_harnesses.py``).
 Reads are checked for completeness and exact cursors; where the vendor's API allows updates
-(SAP equipment, Fiix ``ChangeRequest`` on ``Asset``, Oracle ``installedBaseAssets``), an update
-must show up, alone and once, on the next incremental read.
+(Maximo ``mxasset`` PATCH by href, SAP equipment, Fiix ``ChangeRequest`` on ``Asset``, Oracle
+``installedBaseAssets``), an update must show up, alone and once, on the next incremental read.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Fiix specifics beyond the shared contract: the signed RPC request, epoch-millisecond
-cursors, errors inside HTTP 200 answers, and reading without a server-side order."""
+cursors, errors inside HTTP 200 answers, reading without a server-side order, and scheduled
+maintenance on its own change stamp."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from integration_platform.connectors.cmms.fiix import FiixFind
 from integration_platform.connectors.errors import RequestRejected
 from integration_platform.connectors.pagination import PaginatorError
+from integration_platform_tests.contract_servers import seed
 from integration_platform_tests.contract_servers.vendor_harnesses import FiixHarness
 
 
@@ -109,3 +111,54 @@ def test_assets_are_changed_with_a_change_request_on_asset(fiix: FiixHarness) ->
     }
     with pytest.raises(RequestRejected, match="No Asset with id 99999"):
         connector.update_asset(99999, {"strName": "x"})
+
+
+def test_scheduled_maintenance_is_read_incrementally_on_its_change_stamp(
+    fiix: FiixHarness,
+) -> None:
+    connector = fiix.connector()
+    bodies: list[dict] = []  # type: ignore[type-arg]
+    real = connector.client.transport
+
+    def recording(request):  # type: ignore[no-untyped-def]
+        bodies.append(json.loads(request.body))
+        return real(request)
+
+    connector.client.transport = recording
+    pages = list(connector.read_maintenance_schedules(page_size=3))
+    rows = pd.concat([p.frame for p in pages], ignore_index=True)
+    assert rows["strCode"].tolist() == [pm["pmnum"] for pm in seed.pms()]
+    assert (bodies[0]["_maCn"], bodies[0]["className"]) == ("FindRequest", "ScheduledMaintenance")
+    assert bodies[0]["orderBy"] == "dtmUpdatedDate, id"
+    assert "intScheduledMaintenanceStatusID" in bodies[0]["fields"]
+    cursor = pages[-1].cursor
+    assert cursor is not None and cursor.kind == "epoch_ms"
+
+    # a schedule changed in Fiix gets a new dtmUpdatedDate; the next read returns it alone
+    stored = fiix.server.store.get("scheduledmaintenance", "901")
+    assert stored is not None
+    later = int(stored["dtmUpdatedDate"]) + 86_400_000 * 30
+    fiix.server.put(
+        "scheduledmaintenance",
+        {k: v for k, v in stored.items() if not k.startswith("_")}
+        | {"intScheduledMaintenanceStatusID": 2, "dtmUpdatedDate": later},
+    )
+    [page] = connector.read_maintenance_schedules(since=cursor)
+    assert page.frame["strCode"].tolist() == ["PM1002"]
+    assert bodies[-1]["filters"][0]["ql"] == "dtmUpdatedDate >= ?"
+
+
+def test_scheduled_maintenance_field_names_are_settings(fiix: FiixHarness) -> None:
+    connector = fiix.connector(
+        schedule_fields=["strCode", "strDescription"], schedule_cursor_field="dtmUpdatedDate"
+    )
+    rows = pd.concat([p.frame for p in connector.read_maintenance_schedules()])
+    assert list(rows.columns)[:4] == ["id", "strCode", "strDescription", "dtmUpdatedDate"]
+    assert "intScheduledMaintenanceStatusID" not in rows.columns
+    scanned = fiix.connector(order_by=None)
+    stamps = [
+        int(s)
+        for p in scanned.read_maintenance_schedules(page_size=2)
+        for s in p.frame["dtmUpdatedDate"]
+    ]
+    assert stamps == sorted(stamps) and len(stamps) == len(seed.pms())

@@ -1,8 +1,10 @@
-"""Maximo specifics beyond the shared contract: the OSLC query it sends, assets, conditional
-updates, writes that must not be repeated, proxies' host names, and use inside Dagster."""
+"""Maximo specifics beyond the shared contract: the OSLC query it sends, assets and PMs,
+asset updates, conditional updates, writes that must not be repeated, proxies' host names,
+and use inside Dagster (a connection extracting PMs to bronze, mapped by the built-in)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,9 +12,16 @@ import dagster as dg
 import pandas as pd
 import pytest
 import requests
+import yaml
 
+from integration_platform.components.connection import ConnectionComponent
 from integration_platform.connectors.cmms.maximo import MaximoConnector, record_key_from_href
+from integration_platform.connectors.cursor import Cursor
 from integration_platform.connectors.errors import Conflict, RequestRejected, ServerError
+from integration_platform.lake import DeltaLake
+from integration_platform.mapping.compiler import compile_mapping, load_spec_file
+from integration_platform.mapping.spec import BUILTIN_DIR
+from integration_platform_tests.contract_servers import seed
 from integration_platform_tests.contract_servers.harness import MaximoHarness
 
 
@@ -142,3 +151,113 @@ def test_works_as_a_dagster_resource_with_env_var_credentials(
     result = dg.materialize([maximo_work_orders], resources={"maximo": resource})
     assert result.success
     assert len(result.output_for_node("maximo_work_orders")) == 23
+
+
+def test_pms_are_read_incrementally_on_changedate(maximo: MaximoHarness) -> None:
+    connector = maximo.connector(pm_object_structure="mxapipm")
+    pages = list(connector.read_maintenance_schedules(page_size=3))
+    rows = pd.concat([p.frame for p in pages], ignore_index=True)
+    assert rows["pmnum"].tolist() == [pm["pmnum"] for pm in seed.pms()]
+    query = maximo.server.requests[-1].query
+    assert maximo.server.requests[-1].path.endswith("/os/mxapipm")
+    assert query["oslc.orderBy"] == "+changedate,+pmnum"
+    assert "pmmeter{metername,frequency,lastpmwogenread}" in query["oslc.select"]
+    # meter rows stay nested JSON text; calendar-only PMs have none
+    meters = rows.set_index("pmnum")["pmmeter"]
+    assert json.loads(meters["PM1005"]) == [
+        {"metername": "RUNHOURS", "frequency": 4000.0, "lastpmwogenread": 16000.0}
+    ]
+    assert pd.isna(meters["PM1001"])
+    # PM1003-PM1005 share a changedate across the first page boundary: resuming after the
+    # first page repeats and skips nothing, and nothing comes after the final cursor
+    first = Cursor.from_json(pages[0].cursor.to_json())  # type: ignore[union-attr]
+    rest = [p.frame for p in connector.read_maintenance_schedules(since=first, page_size=3)]
+    resumed = pages[0].frame["pmnum"].tolist() + pd.concat(rest)["pmnum"].tolist()
+    assert resumed == rows["pmnum"].tolist()
+    assert list(connector.read_maintenance_schedules(since=pages[-1].cursor)) == []
+
+
+def test_a_changed_pm_is_read_back_alone(maximo: MaximoHarness) -> None:
+    connector = maximo.connector()
+    *_, last = connector.read_maintenance_schedules(page_size=5)
+    pm = next(p for p in seed.pms() if p["pmnum"] == "PM1002")
+    later = seed.maximo_date(seed.FIRST_CHANGE)
+    maximo.server.put_pm({**pm, "status": "INACTIVE", "changedate": later})
+    [page] = connector.read_maintenance_schedules(since=last.cursor)
+    assert page.frame[["pmnum", "status"]].values.tolist() == [["PM1002", "INACTIVE"]]
+
+
+def test_asset_update_posts_to_the_href_with_method_override(maximo: MaximoHarness) -> None:
+    connector = maximo.connector(conditional_updates=True)
+    rows = all_rows(connector.read_assets())
+    row = rows[rows["assetnum"] == "12750"].iloc[0]
+    updated = connector.update_asset(
+        row["href"], {"description": "Chiller CH-1 (retubed)"}, rowstamp=row["_rowstamp"]
+    )
+    post = maximo.server.requests[-1]
+    assert post.method == "POST" and post.headers["x-method-override"] == "PATCH"
+    assert post.headers["if-match"] == row["_rowstamp"]
+    assert post.path.endswith(row["href"].rsplit("/", 1)[-1])
+    assert updated["description"] == "Chiller CH-1 (retubed)"
+    with pytest.raises(Conflict, match="record 12750/BEDFORD"):
+        connector.update_asset(row["href"], {"description": "stale"}, rowstamp=row["_rowstamp"])
+    # by key: SITEID/ASSETNUM builds the same href; without a rowstamp, no If-Match
+    again = connector.update_asset("BEDFORD/12750", {"priority": 2})
+    assert again["priority"] == 2 and "if-match" not in maximo.server.requests[-1].headers
+    with pytest.raises(ValueError, match="neither an href nor SITEID/ASSETNUM"):
+        connector.update_asset("12750", {"priority": 2})
+
+
+def test_a_connection_extracts_pms_and_the_builtin_maps_them(
+    maximo: MaximoHarness, tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAXIMO_BASE_URL", maximo.server.base_url)
+    monkeypatch.setenv("MAXIMO_API_KEY", maximo.server.api_keys[0])
+    connection = {
+        "name": "maximo",
+        "type": "maximo",
+        "base_url_env": "MAXIMO_BASE_URL",
+        "auth": {"api_key": "MAXIMO_API_KEY"},
+        "options": {"requests_per_second": 0},
+        "page_size": 3,
+        "entities": ["maintenance_schedules"],
+    }
+    document = {
+        "type": "integration_platform.components.ConnectionComponent",
+        "requirements": {"env": ["MAXIMO_BASE_URL", "MAXIMO_API_KEY"]},
+        "attributes": {"connections": [connection]},
+    }
+    path = tmp_path / "defs" / "maximo" / "defs.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    component = ConnectionComponent.from_yaml(path)
+    key = dg.AssetKey(["bronze", "maximo", "maintenance_schedules"])
+    defs = component.build_defs(None)
+    assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition) and a.key == key]
+    lake = DeltaLake(uri=str(data_dir / "lake"))
+    result = dg.materialize(assets, resources={**component.resources, "lake": lake})
+    assert result.success
+    bronze = lake.read(key.path)
+    assert sorted(bronze["pmnum"]) == sorted(pm["pmnum"] for pm in seed.pms())
+
+    spec, source_map = load_spec_file(BUILTIN_DIR / "maximo" / "maintenance_schedules.yaml")
+    outcome = compile_mapping(spec, source_map=source_map).apply(bronze)
+    assert outcome.rejected.empty
+    schedules = outcome.valid.set_index("external_id")
+    assert schedules.loc[
+        "PM1001", ["trigger_type", "interval_value", "interval_unit"]
+    ].tolist() == [
+        "time",
+        3.0,
+        "months",
+    ]
+    # meter only: usage-based, read from the PMMETER JSON text of the bronze table
+    assert schedules.loc["PM1005", ["trigger_type", "meter_name", "usage_interval"]].tolist() == [
+        "usage",
+        "runhours",
+        4000.0,
+    ]
+    # calendar and meter: time-based (the canonical schedule holds one trigger)
+    assert schedules.loc["PM1007", "trigger_type"] == "time"
+    assert pd.isna(schedules.loc["PM1007", "meter_name"])
+    assert schedules.loc["PM1004", "status"] == "paused"

@@ -35,6 +35,7 @@ from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 from integration_platform.defs.webhooks.jobs import maintenance_events_job
 from integration_platform.defs.webhooks.sensors import MINIMUM_INTERVAL_SECONDS
+from integration_platform.settings import environment
 from integration_platform.state import make_engine, upgrade
 from integration_platform.webhooks.app import create_app
 from integration_platform.webhooks.cli import send_test_event
@@ -87,21 +88,6 @@ query LocationStatus {
   }
 }
 """
-
-
-@contextlib.contextmanager
-def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
-    """``send_test_event`` reads the sources from the environment, as the CLI does."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def free_port() -> int:
@@ -442,7 +428,8 @@ def check_daemon_processes_webhook_events_once(
     engine = make_engine(state_url)
     app = create_app(sources=WebhookSources.from_env(WEBHOOK_ENV), engine=engine)
     sent: list[str] = []
-    with running_server(app) as url, patched_environ(WEBHOOK_ENV):
+    # send_test_event reads the sources from the environment, as the CLI does.
+    with running_server(app) as url, environment(WEBHOOK_ENV):
         for number in range(WEBHOOK_RECORDS):
             for event_type in ("work_order.created", "work_order.status_changed"):
                 answer = send_test_event(

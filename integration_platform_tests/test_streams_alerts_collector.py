@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,11 +11,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from integration_platform.state import Device, SensorAlert, make_engine, upgrade
-from integration_platform.streams.collector import Collector, CollectorConfig
+from integration_platform.streams.collector import CollectorConfig
 from integration_platform.streams.device_state import StateReporter
 from integration_platform.streams.devices import parse_registry
 from integration_platform.streams.readings import Reading
 from integration_platform_tests.conftest import require_service
+from integration_platform_tests.mqtt_rig import RunningCollector
 from integration_platform_tests.streams_helpers import (
     MQTT_HOST,
     MQTT_PORT,
@@ -50,24 +50,6 @@ devices:
     sensors:
       - {{sensor_id: vib, type: vibration, unit: mm/s, thresholds: {{critical: 7.1}}}}
 """
-
-
-class RunningCollector:
-    def __init__(self, collector: Collector) -> None:
-        self.collector = collector
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=collector.run, args=(self.stop,), daemon=True)
-
-    def __enter__(self) -> Collector:
-        self.thread.start()
-        assert wait_for(lambda: bool(self.collector.mqtt), timeout=5)
-        assert self.collector.wait_ready(timeout=10), "subscriptions were not confirmed"
-        return self.collector
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=30)
-        assert not self.thread.is_alive()
 
 
 @pytest.fixture
@@ -124,7 +106,7 @@ def test_critical_crossing_raises_one_alert_and_recovery_resolves_it(setup: dict
         publisher.publish(topic, {"ts": int(ts.timestamp() * 1000), "value": value})
         return ts
 
-    with RunningCollector(Collector(config)) as collector, Publisher() as publisher:
+    with RunningCollector(config) as collector, Publisher() as publisher:
         for second, value in enumerate([2.0, 3.0]):
             send(publisher, second, value)
         publisher.publish(f"plant/{site}/pump-1/temp", {"ts": start.isoformat(), "value": 500})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +12,15 @@ from integration_platform.streams.bacnet import BacnetCollector, BacnetStats, qu
 from integration_platform.streams.devices import RegistryError, load_registry, parse_registry
 from integration_platform.streams.spool import Spool
 from integration_platform.streams.writer import DeltaWriter
-from integration_platform_tests.streams_helpers import read_delta_independently
+from integration_platform_tests.streams_helpers import (
+    free_udp_port,
+    read_delta_independently,
+    running,
+    running_collector,
+    wait_until,
+)
 
 INSTANCE = 1001
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def device_yaml(port: int, settings: str = "") -> str:
@@ -90,15 +89,6 @@ class BmsDevice:
         await asyncio.sleep(0.1)  # let the transport close before the port is reused
 
 
-async def wait_until(predicate: Any, timeout: float = 15.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} not reached in {timeout}s")
-        await asyncio.sleep(0.01)
-
-
 def rows_of(spool: Spool, sensor: str) -> list[tuple[float | None, str]]:
     return [(r.value, r.quality) for r in spool.pending_readings() if r.sensor_id == sensor]
 
@@ -118,24 +108,21 @@ def test_cov_notifications_and_polling_when_cov_is_refused(tmp_path: Path) -> No
 
     async def scenario() -> None:
         await bms.start(temp=21.5, flow=1200.0)
-        stop = asyncio.Event()
-        task = asyncio.create_task(collector.run(stop))
-        await wait_until(lambda: values(spool, "supply_temp") == [21.5], what="initial COV")
-        await wait_until(lambda: stats.cov_refused == 1, what="COV refused")
-        await wait_until(lambda: 1200.0 in values(spool, "airflow"), what="polled value")
-        for value in (22.0, 22.25, 80.0):  # one notification per change, in order
-            bms.temp.presentValue = value
-            await wait_until(lambda v=value: v in values(spool, "supply_temp"), what=f"{value}")
-        bms.temp.statusFlags = [0, 1, 0, 0]  # fault: same value, now bad
-        await wait_until(lambda: len(values(spool, "supply_temp")) == 5, what="fault flag")
-        bms.temp.statusFlags = [0, 0, 0, 1]  # out of service: uncertain
-        bms.temp.presentValue = 19.0
-        await wait_until(lambda: 19.0 in values(spool, "supply_temp"), what="out of service")
-        bms.flow.presentValue = 1350.5
-        await wait_until(lambda: 1350.5 in values(spool, "airflow"), what="next poll")
-        assert bms.subscribers() == 1
-        stop.set()
-        await asyncio.wait_for(task, 10)
+        async with running(collector):
+            await wait_until(lambda: values(spool, "supply_temp") == [21.5], what="initial COV")
+            await wait_until(lambda: stats.cov_refused == 1, what="COV refused")
+            await wait_until(lambda: 1200.0 in values(spool, "airflow"), what="polled value")
+            for value in (22.0, 22.25, 80.0):  # one notification per change, in order
+                bms.temp.presentValue = value
+                await wait_until(lambda v=value: v in values(spool, "supply_temp"), what=f"{value}")
+            bms.temp.statusFlags = [0, 1, 0, 0]  # fault: same value, now bad
+            await wait_until(lambda: len(values(spool, "supply_temp")) == 5, what="fault flag")
+            bms.temp.statusFlags = [0, 0, 0, 1]  # out of service: uncertain
+            bms.temp.presentValue = 19.0
+            await wait_until(lambda: 19.0 in values(spool, "supply_temp"), what="out of service")
+            bms.flow.presentValue = 1350.5
+            await wait_until(lambda: 1350.5 in values(spool, "airflow"), what="next poll")
+            assert bms.subscribers() == 1
         assert bms.subscribers() == 0  # the subscription was cancelled on the way out
         await bms.stop()
 
@@ -173,15 +160,12 @@ def test_subscription_is_renewed_before_it_expires(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         await bms.start(temp=10.0, flow=1.0)
-        stop = asyncio.Event()
-        task = asyncio.create_task(collector.run(stop))
-        await wait_until(lambda: 10.0 in values(spool, "supply_temp"), what="subscribed")
-        await wait_until(lambda: stats.renewals >= 3, what="renewals")  # past two lifetimes
-        assert bms.subscribers() == 1
-        bms.temp.presentValue = 11.0
-        await wait_until(lambda: 11.0 in values(spool, "supply_temp"), what="still notified")
-        stop.set()
-        await asyncio.wait_for(task, 10)
+        async with running(collector):
+            await wait_until(lambda: 10.0 in values(spool, "supply_temp"), what="subscribed")
+            await wait_until(lambda: stats.renewals >= 3, what="renewals")  # past two lifetimes
+            assert bms.subscribers() == 1
+            bms.temp.presentValue = 11.0
+            await wait_until(lambda: 11.0 in values(spool, "supply_temp"), what="still notified")
         await bms.stop()
 
     asyncio.run(scenario())
@@ -199,21 +183,18 @@ def test_device_restart_records_a_gap_and_subscribes_again(tmp_path: Path) -> No
     async def scenario() -> None:
         bms = BmsDevice(port)
         await bms.start(temp=15.0, flow=500.0)
-        stop = asyncio.Event()
-        task = asyncio.create_task(collector.run(stop))
-        await wait_until(lambda: 500.0 in values(spool, "airflow"), what="polled")
-        await wait_until(lambda: 15.0 in values(spool, "supply_temp"), what="subscribed")
-        await bms.stop()  # the device goes away: the next poll gets no answer
-        await wait_until(lambda: stats.gap_readings == 2, what="gap recorded")
-        bms = BmsDevice(port)  # back, without any subscription
-        await bms.start(temp=16.5, flow=550.0)
-        await wait_until(lambda: stats.reconnects == 1, what="reconnected")
-        await wait_until(lambda: 16.5 in values(spool, "supply_temp"), what="resubscribed")
-        bms.temp.presentValue = 17.0
-        await wait_until(lambda: 17.0 in values(spool, "supply_temp"), what="notified again")
-        await wait_until(lambda: 550.0 in values(spool, "airflow"), what="polled again")
-        stop.set()
-        await asyncio.wait_for(task, 10)
+        async with running(collector):
+            await wait_until(lambda: 500.0 in values(spool, "airflow"), what="polled")
+            await wait_until(lambda: 15.0 in values(spool, "supply_temp"), what="subscribed")
+            await bms.stop()  # the device goes away: the next poll gets no answer
+            await wait_until(lambda: stats.gap_readings == 2, what="gap recorded")
+            bms = BmsDevice(port)  # back, without any subscription
+            await bms.start(temp=16.5, flow=550.0)
+            await wait_until(lambda: stats.reconnects == 1, what="reconnected")
+            await wait_until(lambda: 16.5 in values(spool, "supply_temp"), what="resubscribed")
+            bms.temp.presentValue = 17.0
+            await wait_until(lambda: 17.0 in values(spool, "supply_temp"), what="notified again")
+            await wait_until(lambda: 550.0 in values(spool, "airflow"), what="polled again")
         await bms.stop()
 
     asyncio.run(scenario())
@@ -295,9 +276,6 @@ def test_registry_checks_bacnet_fields(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(60)
 def test_collector_runs_simulated_coap_and_bacnet_devices_and_reloads(tmp_path: Path) -> None:
-    import threading
-
-    from integration_platform.streams.collector import Collector, CollectorConfig
     from integration_platform.streams.simulate import run_simulator
     from integration_platform_tests.streams_helpers import wait_for
 
@@ -316,20 +294,7 @@ def test_collector_runs_simulated_coap_and_bacnet_devices_and_reloads(tmp_path: 
     )
     devices = tmp_path / "devices.yaml"
     devices.write_text(text)
-    config = CollectorConfig(
-        devices_file=devices,
-        data_dir=tmp_path / "data",
-        lake_root=str(tmp_path / "lake"),
-        flush_rows=500,
-        flush_seconds=0.3,
-        client_id="coap-bacnet-collector",
-        reload_seconds=0.2,
-    )
-    collector = Collector(config)
-    stop = threading.Event()
-    thread = threading.Thread(target=collector.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
+    with running_collector(tmp_path, devices, "coap-bacnet-collector") as collector:
         assert wait_for(lambda: collector.coap.devices == ["boiler-1"], timeout=5)
         assert collector.bacnet.devices == ["ahu-7"]
         stats = asyncio.run(
@@ -344,9 +309,6 @@ def test_collector_runs_simulated_coap_and_bacnet_devices_and_reloads(tmp_path: 
         devices.write_text(text.replace("protocol: coap", "protocol: coap\n    enabled: false"))
         assert wait_for(lambda: collector.coap.devices == [], timeout=10)  # reload removed it
         assert collector.bacnet.devices == ["ahu-7"]
-    finally:
-        stop.set()
-        thread.join(30)
     rows = read_delta_independently(tmp_path / "lake" / "telemetry" / "sensor_readings")
     rows = rows.to_pylist()
     keys = [(r["device_id"], r["sensor_id"], r["ts"]) for r in rows]
@@ -374,11 +336,8 @@ def test_a_wrong_device_instance_is_reported_and_retried(
     async def scenario() -> None:
         bms = BmsDevice(port)
         await bms.start(temp=1.0, flow=2.0)
-        stop = asyncio.Event()
-        task = asyncio.create_task(collector.run(stop))
-        await wait_until(lambda: "check bacnet.device_instance" in caplog.text, what="error")
-        stop.set()
-        await asyncio.wait_for(task, 10)
+        async with running(collector):
+            await wait_until(lambda: "check bacnet.device_instance" in caplog.text, what="error")
         await bms.stop()
 
     with caplog.at_level("WARNING", logger="integration_platform.streams.bacnet"):
@@ -412,11 +371,8 @@ def test_an_unknown_object_type_parks_one_point_not_the_device(
     async def scenario() -> None:
         bms = BmsDevice(port)
         await bms.start(temp=1.0, flow=2.5)
-        stop = asyncio.Event()
-        task = asyncio.create_task(collector.run(stop))
-        await wait_until(lambda: 2.5 in values(spool, "airflow"), what="the other point")
-        stop.set()
-        await asyncio.wait_for(task, 10)
+        async with running(collector):
+            await wait_until(lambda: 2.5 in values(spool, "airflow"), what="the other point")
         await bms.stop()
 
     with caplog.at_level("ERROR", logger="integration_platform.streams.bacnet"):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,15 +15,14 @@ from integration_platform.streams.devices import RegistryError, load_registry, p
 from integration_platform.streams.mqtt import MalformedPayload
 from integration_platform.streams.spool import Spool
 from integration_platform.streams.writer import DeltaWriter
-from integration_platform_tests.streams_helpers import read_delta_independently
+from integration_platform_tests.streams_helpers import (
+    free_udp_port,
+    read_delta_independently,
+    running,
+    wait_until,
+)
 
 T0 = datetime(2026, 3, 2, 9, 30, 0, 250000, tzinfo=UTC)
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def device_yaml(port: int, settings: str = "") -> str:
@@ -94,15 +92,6 @@ def reading_json(ts: datetime, value: float) -> bytes:
     return json.dumps({"ts": int(ts.timestamp() * 1000), "value": value}).encode()
 
 
-async def wait_until(predicate: Any, timeout: float = 15.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} not reached in {timeout}s")
-        await asyncio.sleep(0.01)
-
-
 def values(spool: Spool, sensor: str) -> list[float | None]:
     return [r.value for r in spool.pending_readings() if r.sensor_id == sensor]
 
@@ -121,22 +110,19 @@ def test_observe_delivers_every_value_in_order_into_the_lake(tmp_path: Path) -> 
     async def scenario() -> None:
         plant = Plant(port, temp, hum)
         await plant.start()
-        stop = asyncio.Event()
-        task = asyncio.create_task(collector.run(stop))
-        await wait_until(lambda: stats.readings >= 2, what="first answers")
-        for step in range(1, 9):  # one change per notification: observe sends the latest state
-            ts = T0 + timedelta(seconds=step, milliseconds=step)
-            sent.append((ts, 20.0 + step / 4))
-            temp.set(reading_json(*sent[-1]))
-            await wait_until(
-                lambda step=step: stats.readings >= 2 + step, what=f"notification {step}"
-            )
-        hum.set(b" 43.25\n")  # plain text numbers are values too
-        await wait_until(lambda: 43.25 in values(spool, "hum"), what="plain notification")
-        hum.set(b"250")  # outside valid_range: kept with quality bad
-        await wait_until(lambda: 250.0 in values(spool, "hum"), what="out of range")
-        stop.set()
-        await asyncio.wait_for(task, 10)
+        async with running(collector):
+            await wait_until(lambda: stats.readings >= 2, what="first answers")
+            for step in range(1, 9):  # one change per notification: observe sends the latest state
+                ts = T0 + timedelta(seconds=step, milliseconds=step)
+                sent.append((ts, 20.0 + step / 4))
+                temp.set(reading_json(*sent[-1]))
+                await wait_until(
+                    lambda step=step: stats.readings >= 2 + step, what=f"notification {step}"
+                )
+            hum.set(b" 43.25\n")  # plain text numbers are values too
+            await wait_until(lambda: 43.25 in values(spool, "hum"), what="plain notification")
+            hum.set(b"250")  # outside valid_range: kept with quality bad
+            await wait_until(lambda: 250.0 in values(spool, "hum"), what="out of range")
         await plant.stop()
 
     asyncio.run(scenario())
@@ -177,18 +163,15 @@ def test_polls_a_resource_that_cannot_be_observed(tmp_path: Path) -> None:
     async def scenario() -> None:
         plant = Plant(port, temp, hum)
         await plant.start()
-        stop = asyncio.Event()
-        task = asyncio.create_task(collector.run(stop))
-        await wait_until(lambda: stats.polled_resources == 1, what="polling fallback")
-        for step in range(1, 4):  # each value is picked up by a later poll
-            temp.set(reading_json(T0 + timedelta(seconds=step), 5.0 + step))
-            await wait_until(
-                lambda step=step: 5.0 + step in values(spool, "temp"), what=f"poll {step}"
-            )
-        hum.set(b"51")  # the observable resource is still observed, not polled
-        await wait_until(lambda: 51.0 in values(spool, "hum"), what="observed hum")
-        stop.set()
-        await asyncio.wait_for(task, 10)
+        async with running(collector):
+            await wait_until(lambda: stats.polled_resources == 1, what="polling fallback")
+            for step in range(1, 4):  # each value is picked up by a later poll
+                temp.set(reading_json(T0 + timedelta(seconds=step), 5.0 + step))
+                await wait_until(
+                    lambda step=step: 5.0 + step in values(spool, "temp"), what=f"poll {step}"
+                )
+            hum.set(b"51")  # the observable resource is still observed, not polled
+            await wait_until(lambda: 51.0 in values(spool, "hum"), what="observed hum")
         await plant.stop()
 
     asyncio.run(scenario())
@@ -212,22 +195,21 @@ def test_observation_comes_back_after_a_server_restart(tmp_path: Path) -> None:
     async def scenario() -> None:
         plant = Plant(port, temp, hum)
         await plant.start()
-        stop = asyncio.Event()
-        task = asyncio.create_task(collector.run(stop))
-        await wait_until(lambda: stats.readings >= 2, what="first answers")
-        temp.set(reading_json(T0 + timedelta(seconds=1), 2.0))
-        await wait_until(lambda: 2.0 in values(spool, "temp"), what="live value")
+        async with running(collector):
+            await wait_until(lambda: stats.readings >= 2, what="first answers")
+            temp.set(reading_json(T0 + timedelta(seconds=1), 2.0))
+            await wait_until(lambda: 2.0 in values(spool, "temp"), what="live value")
 
-        await plant.stop()  # the observation ends silently; re-registering fails meanwhile
-        await wait_until(lambda: stats.gap_readings >= 2, what="gaps recorded")
-        temp.set(reading_json(T0 + timedelta(seconds=2), 3.0))  # changed while down
-        plant = Plant(port, temp, hum)
-        await plant.start()
-        await wait_until(lambda: 3.0 in values(spool, "temp"), what="value after restart")
-        temp.set(reading_json(T0 + timedelta(seconds=3), 4.0))
-        await wait_until(lambda: 4.0 in values(spool, "temp"), what="notification after restart")
-        stop.set()
-        await asyncio.wait_for(task, 10)
+            await plant.stop()  # the observation ends silently; re-registering fails meanwhile
+            await wait_until(lambda: stats.gap_readings >= 2, what="gaps recorded")
+            temp.set(reading_json(T0 + timedelta(seconds=2), 3.0))  # changed while down
+            plant = Plant(port, temp, hum)
+            await plant.start()
+            await wait_until(lambda: 3.0 in values(spool, "temp"), what="value after restart")
+            temp.set(reading_json(T0 + timedelta(seconds=3), 4.0))
+            await wait_until(
+                lambda: 4.0 in values(spool, "temp"), what="notification after restart"
+            )
         await plant.stop()
 
     asyncio.run(scenario())
@@ -252,18 +234,15 @@ def test_malformed_payloads_are_counted_and_skipped(tmp_path: Path) -> None:
     async def scenario() -> None:
         plant = Plant(port, temp, hum)
         await plant.start()
-        stop = asyncio.Event()
-        task = asyncio.create_task(collector.run(stop))
-        await wait_until(lambda: stats.malformed == 1, what="first malformed")
-        for number, payload in enumerate([b'{"value": "warm"}', b"\xff\xfe", b'{"v": 1}'], 2):
-            temp.set(payload)
-            await wait_until(
-                lambda number=number: stats.malformed == number, what=f"malformed {number}"
-            )
-        temp.set(b'{"value": 21.5, "quality": "uncertain"}')
-        await wait_until(lambda: 21.5 in values(spool, "temp"), what="valid after malformed")
-        stop.set()
-        await asyncio.wait_for(task, 10)
+        async with running(collector):
+            await wait_until(lambda: stats.malformed == 1, what="first malformed")
+            for number, payload in enumerate([b'{"value": "warm"}', b"\xff\xfe", b'{"v": 1}'], 2):
+                temp.set(payload)
+                await wait_until(
+                    lambda number=number: stats.malformed == number, what=f"malformed {number}"
+                )
+            temp.set(b'{"value": 21.5, "quality": "uncertain"}')
+            await wait_until(lambda: 21.5 in values(spool, "temp"), what="valid after malformed")
         await plant.stop()
 
     asyncio.run(scenario())

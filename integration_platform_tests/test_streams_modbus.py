@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,12 @@ from integration_platform.streams.modbus import (
 )
 from integration_platform.streams.spool import Spool
 from integration_platform.streams.writer import DeltaWriter
-from integration_platform_tests.streams_helpers import read_delta_independently
+from integration_platform_tests.streams_helpers import (
+    free_port,
+    read_delta_independently,
+    running,
+    wait_until,
+)
 
 # Registers as a device sends them (lowest address first), written out by hand per order.
 VECTORS: list[tuple[str, int | float, dict[str, list[int]]]] = [
@@ -96,12 +100,6 @@ def test_scale_offset_and_errors() -> None:
         decode([1, 2], "int32", "ACBD")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def device_yaml(port: int) -> str:
     return f"""
 devices:
@@ -154,18 +152,15 @@ def test_polling_decodes_values_and_records_a_server_restart_gap(tmp_path: Path)
 
     async def scenario() -> None:
         server = await start_server(port)
-        stop = asyncio.Event()
-        task = asyncio.create_task(poller.run(stop))
-        await wait_until(lambda: stats.polls >= 3 and stats.online.get("press-7"))
-        await server.shutdown()  # the device goes away
-        await wait_until(lambda: stats.gap_readings >= 8)
-        server = await start_server(port)  # and comes back on the same port
-        gaps = stats.gap_readings
-        await wait_until(lambda: stats.online.get("press-7") and stats.gap_readings >= gaps)
-        polls = stats.polls
-        await wait_until(lambda: stats.polls >= polls + 2)
-        stop.set()
-        await asyncio.wait_for(task, 5)
+        async with running(poller, stop_timeout=5):
+            await wait_until(lambda: stats.polls >= 3 and stats.online.get("press-7"))
+            await server.shutdown()  # the device goes away
+            await wait_until(lambda: stats.gap_readings >= 8)
+            server = await start_server(port)  # and comes back on the same port
+            gaps = stats.gap_readings
+            await wait_until(lambda: stats.online.get("press-7") and stats.gap_readings >= gaps)
+            polls = stats.polls
+            await wait_until(lambda: stats.polls >= polls + 2)
         await server.shutdown()
 
     asyncio.run(scenario())
@@ -198,12 +193,3 @@ def test_polling_decodes_values_and_records_a_server_restart_gap(tmp_path: Path)
     rows = table.to_pylist()
     assert any(r["quality"] == "bad" and r["value"] is None for r in rows)
     spool.close()
-
-
-async def wait_until(predicate, timeout: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)

@@ -8,7 +8,6 @@ backfilled from history, and a gap that stays recorded.
 from __future__ import annotations
 
 import asyncio
-import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,18 +18,18 @@ from integration_platform.streams.devices import RegistryError, parse_registry
 from integration_platform.streams.opcua import OpcuaCollector, OpcuaStats, quality_of
 from integration_platform.streams.spool import Spool
 from integration_platform.streams.writer import DeltaWriter
-from integration_platform_tests.streams_helpers import read_delta_independently
+from integration_platform_tests.streams_helpers import (
+    free_port,
+    read_delta_independently,
+    running,
+    running_collector,
+    wait_until,
+)
 
 NS = "urn:test:plant"
 NODES = {"vib": "Pump1.Vibration", "temp": "Pump1.BearingTemp", "flow": "Pump1.Flow"}
 HISTORIZED = ("vib", "temp")
 T0 = datetime(2026, 1, 5, 8, 0, 0, 123456, tzinfo=UTC)  # initial values' source timestamp
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def device_yaml(port: int, extra: str = "") -> str:
@@ -114,15 +113,6 @@ def _answer_unsupported_without_history(server: Any) -> None:
     manager._read_history = read
 
 
-async def wait_until(predicate: Any, timeout: float = 15.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} not reached in {timeout}s")
-        await asyncio.sleep(0.02)
-
-
 def values_of(spool: Spool, sensor: str) -> list[tuple[datetime, float | None, str]]:
     return sorted(
         (r.ts, r.value, r.quality) for r in spool.pending_readings() if r.sensor_id == sensor
@@ -156,29 +146,26 @@ def test_subscription_restart_gap_and_history_backfill(tmp_path: Path) -> None:
     async def scenario() -> None:
         plant = PlantServer(port)
         await plant.start()
-        stop = asyncio.Event()
-        task = asyncio.create_task(collector.run(stop))
-        await asyncio.wait_for(collector.connected.wait(), 10)
-        await wait_until(lambda: stats.readings >= 3, what="initial values")
-        # Several changes between two publishes: the server-side queue keeps each of them.
-        await write_all(plant, 10.0, 5)
-        await wait_until(lambda: stats.readings >= 18, what="live changes")
+        async with running(collector):
+            await asyncio.wait_for(collector.connected.wait(), 10)
+            await wait_until(lambda: stats.readings >= 3, what="initial values")
+            # Several changes between two publishes: the server-side queue keeps each of them.
+            await write_all(plant, 10.0, 5)
+            await wait_until(lambda: stats.readings >= 18, what="live changes")
 
-        await plant.stop()  # server restart: the session and its queues are gone
-        await wait_until(lambda: stats.gap_readings >= 3, what="gap recorded")
-        await asyncio.sleep(0.3)
-        plant = PlantServer(port)  # same port, same node ids, fresh (in-memory) history
-        await plant.start()
-        await write_all(plant, 20.0, 4)  # while the collector is still backing off
-        for key in NODES:
-            if key not in HISTORIZED:  # only the current value comes back by subscription
-                restored_only[key] = written[key][-4:-1]
-        await wait_until(lambda: stats.reconnects >= 1, timeout=20, what="reconnect")
-        await wait_until(lambda: collector._lost_at is None, what="backfill")
-        await write_all(plant, 30.0, 2)  # and the restored subscription delivers again
-        await wait_until(lambda: has_latest(spool, written), what="live after restart")
-        stop.set()
-        await asyncio.wait_for(task, 10)
+            await plant.stop()  # server restart: the session and its queues are gone
+            await wait_until(lambda: stats.gap_readings >= 3, what="gap recorded")
+            await asyncio.sleep(0.3)
+            plant = PlantServer(port)  # same port, same node ids, fresh (in-memory) history
+            await plant.start()
+            await write_all(plant, 20.0, 4)  # while the collector is still backing off
+            for key in NODES:
+                if key not in HISTORIZED:  # only the current value comes back by subscription
+                    restored_only[key] = written[key][-4:-1]
+            await wait_until(lambda: stats.reconnects >= 1, timeout=20, what="reconnect")
+            await wait_until(lambda: collector._lost_at is None, what="backfill")
+            await write_all(plant, 30.0, 2)  # and the restored subscription delivers again
+            await wait_until(lambda: has_latest(spool, written), what="live after restart")
         await plant.stop()
 
     asyncio.run(scenario())
@@ -237,15 +224,12 @@ def test_quality_from_status_codes(tmp_path: Path) -> None:
     async def scenario() -> None:
         plant = PlantServer(port)
         await plant.start()
-        stop = asyncio.Event()
-        task = asyncio.create_task(collector.run(stop))
-        await wait_until(lambda: stats.readings >= 3, what="initial values")
-        await plant.write("vib", 2.5, ts, ua.StatusCodes.UncertainLastUsableValue)
-        await plant.write("temp", 40.0, ts, ua.StatusCodes.BadSensorFailure)
-        await plant.write("flow", 900.0, ts)  # good, but outside the valid range
-        await wait_until(lambda: stats.readings >= 6, what="quality values")
-        stop.set()
-        await asyncio.wait_for(task, 10)
+        async with running(collector):
+            await wait_until(lambda: stats.readings >= 3, what="initial values")
+            await plant.write("vib", 2.5, ts, ua.StatusCodes.UncertainLastUsableValue)
+            await plant.write("temp", 40.0, ts, ua.StatusCodes.BadSensorFailure)
+            await plant.write("flow", 900.0, ts)  # good, but outside the valid range
+            await wait_until(lambda: stats.readings >= 6, what="quality values")
         await plant.stop()
 
     asyncio.run(scenario())
@@ -314,30 +298,20 @@ def test_registry_checks_opcua_fields(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(60)
 def test_collector_runs_the_simulated_opcua_device_and_reloads(tmp_path: Path) -> None:
-    import threading
-
-    from integration_platform.streams.collector import Collector, CollectorConfig
     from integration_platform.streams.simulate import run_simulator
     from integration_platform_tests.streams_helpers import wait_for
 
     port = free_port()
-    text = device_yaml(port).replace("pump-1", "comp-2")
+    # The server starts with the simulator, after the collector's first connect attempts: a
+    # backoff cap of 1 s keeps the next attempt inside the simulated window on a busy machine.
+    text = (
+        device_yaml(port)
+        .replace("pump-1", "comp-2")
+        .replace("reconnect_max_delay_s: 4", "reconnect_max_delay_s: 1")
+    )
     devices = tmp_path / "devices.yaml"
     devices.write_text(text)
-    config = CollectorConfig(
-        devices_file=devices,
-        data_dir=tmp_path / "data",
-        lake_root=str(tmp_path / "lake"),
-        flush_rows=500,
-        flush_seconds=0.3,
-        client_id="opcua-collector",
-        reload_seconds=0.2,
-    )
-    collector = Collector(config)
-    stop = threading.Event()
-    thread = threading.Thread(target=collector.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
+    with running_collector(tmp_path, devices, "opcua-collector") as collector:
         assert wait_for(lambda: collector.opcua.devices == ["comp-2"], timeout=5)
         stats = asyncio.run(
             run_simulator(parse_registry(text), mqtt_url=None, duration_s=3.5, interval_s=0.1)
@@ -346,9 +320,6 @@ def test_collector_runs_the_simulated_opcua_device_and_reloads(tmp_path: Path) -
         assert collector.opcua.stats.readings >= 30
         devices.write_text(text.replace("protocol: opcua", "protocol: opcua\n    enabled: false"))
         assert wait_for(lambda: collector.opcua.devices == [], timeout=10)  # reload removed it
-    finally:
-        stop.set()
-        thread.join(30)
     rows = read_delta_independently(tmp_path / "lake" / "telemetry" / "sensor_readings")
     rows = rows.to_pylist()
     keys = [(r["sensor_id"], r["ts"]) for r in rows]

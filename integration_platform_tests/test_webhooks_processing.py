@@ -293,7 +293,8 @@ def test_failures_back_off_then_dead_letter_then_replay_processes(
 def test_a_run_killed_mid_batch_is_taken_over_after_its_lease(
     engine: sa.Engine, lake: DeltaLake
 ) -> None:
-    policy = RetryPolicy(max_attempts=3, base_delay_seconds=0.05, lease_seconds=0.3)
+    # Long enough that the takeover attempt below falls inside the lease on a busy machine.
+    policy = RetryPolicy(max_attempts=3, base_delay_seconds=0.05, lease_seconds=3.0)
     for number in range(10):
         put(engine, maximo(str(number), "INPRG", T0), event_id=f"start-{number}")
         put(
@@ -308,7 +309,7 @@ def test_a_run_killed_mid_batch_is_taken_over_after_its_lease(
     # The run applied the first half to the lake, then died before recording anything.
     apply_events(lake, claimed[:10])
     assert run(engine, lake, policy=policy).claimed == 0  # the lease still holds
-    time.sleep(0.35)
+    time.sleep(3.05)
     report = run(engine, lake, policy=policy)
     assert report.expired_leases == 20 and report.processed == 20, report.errors
     rows = silver(lake)

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from integration_platform.streams.devices import Registry, SensorSpec, Thresholds
-from integration_platform.streams.readings import Reading, iso
+from integration_platform.streams.readings import Reading, ReadingColumns, from_us, iso
 
 EventKind = Literal["raised", "escalated", "resolved"]
 SEVERITIES = ("warning", "critical")  # ascending
@@ -239,6 +239,33 @@ class AlertEvaluator:
                 if evaluator is None or reading.value is None or reading.quality == "bad":
                     continue
                 event = evaluator.feed(reading.value, reading.ts)
+                if event is not None:
+                    events.append(event)
+        return events
+
+    def observe_columns(self, columns: ReadingColumns) -> list[AlertEvent]:
+        """:meth:`observe` for readings in columns; a datetime is made only for the readings
+        of sensors with thresholds."""
+        events: list[AlertEvent] = []
+        with self._lock:
+            sensors = self._sensors
+            if not sensors:
+                return events
+            for device_id, sensor_id, value, quality, ts_us in zip(
+                columns.device_id,
+                columns.sensor_id,
+                columns.value,
+                columns.quality,
+                columns.ts_us,
+                strict=True,
+            ):
+                by_sensor = sensors.get(device_id)
+                if by_sensor is None:
+                    continue
+                evaluator = by_sensor.get(sensor_id)
+                if evaluator is None or value is None or quality == "bad":
+                    continue
+                event = evaluator.feed(value, from_us(ts_us))
                 if event is not None:
                     events.append(event)
         return events

@@ -35,14 +35,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from integration_platform.streams.aiorunner import DeviceLoopRunner
+from integration_platform.streams.aiorunner import (
+    Backoff,
+    DeviceLoopRunner,
+    sleep_unless_stopped,
+    spool_readings,
+)
 from integration_platform.streams.devices import BacnetSettings, DeviceSpec, SensorSpec
 from integration_platform.streams.readings import Reading
-from integration_platform.streams.spool import Spool, SpoolFullError
+from integration_platform.streams.spool import Spool
 
 log = logging.getLogger(__name__)
 
-FIRST_RETRY_S = 1.0
 CLIENT_INSTANCE = 4194301  # this collector's own device object; never announced (no Who-Is)
 PRESENT_VALUE = "present-value"
 
@@ -141,19 +145,18 @@ class BacnetCollector:
 
     async def run(self, stop: asyncio.Event) -> None:
         app = self._application()
-        delay = FIRST_RETRY_S
+        backoff = Backoff(self.settings.reconnect_max_delay_s)
         try:
             while not stop.is_set():
                 try:
                     await self._connect(app)
-                    delay = FIRST_RETRY_S
+                    backoff.reset()
                     await self._collect(app, stop)
                 except (DeviceLost, Refused) as exc:
                     self.connected.clear()
-                    await self._mark_lost(str(exc), delay)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), delay)
-                    delay = min(delay * 2, self.settings.reconnect_max_delay_s)
+                    await self._mark_lost(str(exc), backoff.delay)
+                    await sleep_unless_stopped(stop, backoff.delay)
+                    backoff.grow()
         finally:
             self.connected.clear()
             app.close()
@@ -420,16 +423,9 @@ class BacnetCollector:
         await self._store(gaps)
 
     async def _store(self, readings: list[Reading]) -> None:
-        if not readings:
-            return
-        try:
-            result = await asyncio.to_thread(self.spool.append, readings)
-        except SpoolFullError as exc:
-            self.stats.dropped_spool_full += len(readings)
-            log.error("BACnet %s: readings dropped: %s", self.device.device_id, exc)
-            return
-        self.stats.readings += result.accepted
-        self.stats.duplicates += result.duplicates
+        label = f"BACnet {self.device.device_id}"
+        accepted = await spool_readings(self.spool, readings, self.stats, label)
+        self.stats.readings += accepted  # after the await: other tasks count meanwhile
 
 
 def _check_names(sensor: SensorSpec) -> None:
@@ -487,8 +483,8 @@ class BacnetRunner(DeviceLoopRunner):
         self.spool = spool
         self.stats = BacnetStats()
         super().__init__(
-            "bacnet", lambda device: BacnetCollector(device, self.spool, self.stats), 10.0
+            "bacnet",
+            lambda device: BacnetCollector(device, self.spool, self.stats),
+            10.0,
+            online=self.stats.online,
         )
-
-    def _forget(self, device_id: str) -> None:
-        self.stats.online.pop(device_id, None)

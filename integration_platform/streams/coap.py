@@ -30,15 +30,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from integration_platform.streams.aiorunner import DeviceLoopRunner
+from integration_platform.streams.aiorunner import Backoff, DeviceLoopRunner, spool_readings
 from integration_platform.streams.devices import CoapSettings, DeviceSpec, SensorSpec
 from integration_platform.streams.mqtt import MalformedPayload, get_path, parse_timestamp
 from integration_platform.streams.readings import Reading
-from integration_platform.streams.spool import Spool, SpoolFullError
+from integration_platform.streams.spool import Spool
 
 log = logging.getLogger(__name__)
 
-FIRST_RETRY_S = 1.0  # first delay of the retry backoff (doubles up to the device's cap)
 DEFAULT_MAX_AGE_S = 60.0  # RFC 7252: a response without Max-Age is fresh for 60 s
 SILENCE_MARGIN_S = 5.0
 
@@ -168,14 +167,14 @@ class CoapCollector:
         """Observe (re-registering as needed) or poll one resource until cancelled."""
         loop = asyncio.get_running_loop()
         settings = self.settings
-        delay = FIRST_RETRY_S
+        backoff = Backoff(settings.reconnect_max_delay_s)
         observe_again_at = 0.0
         polled = False
         while True:
             try:
                 if settings.observe and loop.time() >= observe_again_at:
                     outcome = await self._observe(context, sensor)
-                    delay = FIRST_RETRY_S
+                    backoff.reset()
                     if outcome == "not observable":
                         observe_again_at = loop.time() + settings.observe_retry_s
                         if not polled:
@@ -201,13 +200,13 @@ class CoapCollector:
                         )
                     continue
                 await self._poll(context, sensor)
-                delay = FIRST_RETRY_S
+                backoff.reset()
                 await asyncio.sleep(settings.poll_interval_s)
             except RequestFailed as exc:
                 self.stats.failed_requests += 1
-                await self._mark_lost(sensor, str(exc), delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, settings.reconnect_max_delay_s)
+                await self._mark_lost(sensor, str(exc), backoff.delay)
+                await asyncio.sleep(backoff.delay)
+                backoff.grow()
 
     async def _observe(self, context: Any, sensor: SensorSpec) -> str:
         """One observation from registration to its end; returns why it ended."""
@@ -342,16 +341,9 @@ class CoapCollector:
         await self._store([gap])
 
     async def _store(self, readings: list[Reading]) -> None:
-        if not readings:
-            return
-        try:
-            result = await asyncio.to_thread(self.spool.append, readings)
-        except SpoolFullError as exc:
-            self.stats.dropped_spool_full += len(readings)
-            log.error("CoAP %s: readings dropped: %s", self.device.device_id, exc)
-            return
-        self.stats.readings += result.accepted
-        self.stats.duplicates += result.duplicates
+        label = f"CoAP {self.device.device_id}"
+        accepted = await spool_readings(self.spool, readings, self.stats, label)
+        self.stats.readings += accepted  # after the await: other tasks count meanwhile
 
 
 def _ending(error: BaseException) -> str:
@@ -375,7 +367,9 @@ class CoapRunner(DeviceLoopRunner):
     def __init__(self, spool: Spool) -> None:
         self.spool = spool
         self.stats = CoapStats()
-        super().__init__("coap", lambda device: CoapCollector(device, self.spool, self.stats), 10.0)
-
-    def _forget(self, device_id: str) -> None:
-        self.stats.online.pop(device_id, None)
+        super().__init__(
+            "coap",
+            lambda device: CoapCollector(device, self.spool, self.stats),
+            10.0,
+            online=self.stats.online,
+        )

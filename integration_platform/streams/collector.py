@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from integration_platform.streams.devices import DeviceSpec, Registry, RegistryWatcher
-from integration_platform.streams.readings import Reading
+from integration_platform.streams.readings import Reading, ReadingColumns
 from integration_platform.streams.spool import DEFAULT_MAX_BYTES, AppendResult, Spool, spool_path
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,13 @@ class ReadingSink:
         result = self.spool.append(readings)  # raises SpoolFullError: not accepted, not seen
         if self.state is not None and readings:
             self.state.observe(readings)
+        return result
+
+    def append_columns(self, columns: ReadingColumns) -> AppendResult:
+        """:meth:`append` for readings in columns (the MQTT hot path): no object per reading."""
+        result = self.spool.append_columns(columns)
+        if self.state is not None and len(columns):
+            self.state.observe_columns(columns)
         return result
 
     def __getattr__(self, name: str) -> Any:

@@ -37,6 +37,7 @@ import dagster as dg
 import pandas as pd
 import yaml
 
+from integration_platform.settings import environment
 from integration_platform.streams.cli import EXAMPLE_DEVICES
 
 MQTT_URL_VAR = "MQTT_URL"
@@ -169,20 +170,6 @@ def _logs_to(path: Path) -> Iterator[None]:
             logger.setLevel(level)
             logger.propagate = propagate
         handler.close()
-
-
-@contextlib.contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 class _Plant:
@@ -560,7 +547,7 @@ def _rollups(
 
     lake = DeltaLake(uri=lake_root)
     lines = []
-    with _environment({DEVICES_VAR: str(devices)}):  # the registry the readings came from
+    with environment({DEVICES_VAR: str(devices)}):  # the registry the readings came from
         for day in days:
             result = job.execute_in_process(
                 partition_key=day.isoformat(),

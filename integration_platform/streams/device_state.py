@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from integration_platform.state.devices import ACTIVE_ALERT_STATUSES, Device, SensorAlert
 from integration_platform.streams.alerts import AlertEvaluator, AlertEvent
 from integration_platform.streams.devices import Registry
-from integration_platform.streams.readings import Reading
+from integration_platform.streams.readings import Reading, ReadingColumns, from_us
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,31 @@ class StateReporter:
                     self._wake.notify()
         except Exception:  # the collector must keep collecting whatever happens here
             log.exception("alert evaluation failed for a group of %d readings", len(readings))
+
+    def observe_columns(self, columns: ReadingColumns) -> None:
+        """:meth:`observe` for readings in columns (the MQTT hot path)."""
+        try:
+            events = self.evaluator.observe_columns(columns)
+            newest: dict[str, int] = {}
+            gaps_seen: dict[str, int] = {}
+            for device_id, value, ts_us in zip(
+                columns.device_id, columns.value, columns.ts_us, strict=True
+            ):
+                if value is None:
+                    gaps_seen[device_id] = gaps_seen.get(device_id, 0) + 1
+                else:
+                    newest[device_id] = ts_us
+            with self._lock:
+                heard, gaps = self._heard, self._gaps
+                for device_id, count in gaps_seen.items():
+                    gaps[device_id] = gaps.get(device_id, 0) + count
+                for device_id, ts_us in newest.items():
+                    heard[device_id] = from_us(ts_us)
+                if events:
+                    self._queue(events)
+                    self._wake.notify()
+        except Exception:  # the collector must keep collecting whatever happens here
+            log.exception("alert evaluation failed for a group of %d readings", len(columns))
 
     def _queue(self, events: list[AlertEvent]) -> None:
         stats = self.stats

@@ -13,17 +13,16 @@ per sensor with no value and quality ``bad``, which keeps the outage visible in 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import struct
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from integration_platform.streams.aiorunner import DeviceLoopRunner, sleep_unless_stopped
 from integration_platform.streams.devices import DeviceSpec, ModbusSettings, SensorSpec
 from integration_platform.streams.readings import Reading
 from integration_platform.streams.spool import Spool, SpoolFullError
@@ -199,8 +198,7 @@ class ModbusPoller:
                 if delay < 0:  # fell behind (slow device): skip missed ticks, keep the rate
                     next_poll = time.monotonic()
                     delay = 0
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                await sleep_unless_stopped(stop, delay)
         finally:
             client.close()
 
@@ -284,7 +282,7 @@ class ModbusPoller:
         self.stats.readings += result.accepted
 
 
-class ModbusRunner:
+class ModbusRunner(DeviceLoopRunner):
     """Runs one :class:`ModbusPoller` per device on an asyncio loop in its own thread."""
 
     def __init__(self, spool: Spool) -> None:
@@ -294,43 +292,4 @@ class ModbusRunner:
 
         self.spool = spool
         self.stats = ModbusStats()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="modbus", daemon=True)
-        self._pollers: dict[str, tuple[DeviceSpec, asyncio.Event, asyncio.Future[Any]]] = {}
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def sync(self, devices: Sequence[DeviceSpec]) -> None:
-        """Start pollers for new or changed devices, stop those removed or changed."""
-        wanted = {d.device_id: d for d in devices}
-        for device_id, (spec, stop, future) in list(self._pollers.items()):
-            if wanted.get(device_id) != spec:
-                self._loop.call_soon_threadsafe(stop.set)
-                _wait(future, 5.0)
-                del self._pollers[device_id]
-        for device_id, spec in wanted.items():
-            if device_id not in self._pollers:
-                stop = asyncio.Event()
-                poller = ModbusPoller(spec, self.spool, self.stats)
-                future = asyncio.run_coroutine_threadsafe(poller.run(stop), self._loop)
-                future.add_done_callback(_report_crash)
-                self._pollers[device_id] = (spec, stop, future)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        if self._thread.ident is None:  # never started
-            return
-        self.sync([])
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout)
-
-
-def _wait(future: Any, timeout: float) -> None:
-    # A failure was already reported by _report_crash; a slow stop is not an error.
-    with contextlib.suppress(Exception):
-        future.result(timeout)
-
-
-def _report_crash(future: Any) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        log.error("Modbus poller stopped: %r", future.exception())
+        super().__init__("modbus", lambda device: ModbusPoller(device, self.spool, self.stats), 5.0)

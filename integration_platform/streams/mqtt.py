@@ -38,7 +38,7 @@ from integration_platform.streams.devices import (
     Registry,
     TopicPattern,
 )
-from integration_platform.streams.readings import Reading
+from integration_platform.streams.readings import Reading, ReadingColumns, from_us, to_us
 from integration_platform.streams.spool import Spool, SpoolFullError
 
 if TYPE_CHECKING:
@@ -130,6 +130,27 @@ def parse_message(
     path; item fields are found at the device's payload paths, missing ``ts`` falling back to
     the envelope's. Values outside the sensor's valid range are kept with quality ``bad``.
     """
+    columns = ReadingColumns()
+    problems = parse_message_columns(
+        device, topic, topic_values, payload, to_us(received_at), columns
+    )
+    return columns.readings(), problems
+
+
+def parse_message_columns(
+    device: DeviceSpec,
+    topic: str,
+    topic_values: dict[str, str],
+    payload: bytes,
+    received_us: int,
+    out: ReadingColumns,
+) -> list[str]:
+    """:func:`parse_message` appending to ``out`` (no object per reading); the problems.
+
+    Items of the common shape (an object with an epoch ``ts`` and a numeric or null value at
+    top-level keys) take a short path with the same rules; anything else goes through
+    :func:`_item`, which says exactly what is wrong.
+    """
     paths = (device.mqtt or MqttSettings()).payload
     try:
         data = json.loads(payload)
@@ -147,14 +168,84 @@ def parse_message(
         items = data if isinstance(data, list) else [data]
     if not items:
         raise MalformedPayload("an empty array")
-    readings: list[Reading] = []
     problems: list[str] = []
+    received_at: datetime | None = None
+    # The short path needs one sensor for the whole message and top-level keys.
+    sensor_id = topic_values.get("sensor_id")
+    if sensor_id is None and not paths.sensor_id:
+        sensor_id = device.sensors[0].sensor_id
+    sensor = device.sensor(sensor_id) if sensor_id is not None else None
+    simple = (
+        sensor is not None
+        and "." not in paths.ts
+        and "." not in paths.value
+        and (paths.quality is None or "." not in paths.quality)
+    )
+    if simple:
+        assert sensor is not None
+        ts_key, value_key, quality_key = paths.ts, paths.value, paths.quality
+        scale = 1000 if paths.ts_unit == "ms" else 1_000_000
+        low, high = sensor.valid_range or (-math.inf, math.inf)
+        device_id, sensor_type, unit = device.device_id, sensor.type, sensor.unit
+        ts_col, value_col, quality_col = out.ts_us, out.value, out.quality
+        count = 0
     for item in items:
+        if simple and type(item) is dict:
+            raw_ts = item.get(ts_key)
+            raw_value = item.get(value_key, _MISSING)
+            quality = item.get(quality_key, "good") if quality_key else "good"
+            kind = type(raw_value)
+            if (
+                type(raw_ts) is int
+                and 0 <= raw_ts * scale < _MAX_US
+                and (kind is float or kind is int or raw_value is None)
+                and type(quality) is str
+            ):
+                value = None if raw_value is None else float(raw_value)
+                if value is not None and not low <= value <= high and math.isfinite(value):
+                    quality = "bad"
+                ts_col.append(raw_ts * scale)
+                value_col.append(value)
+                quality_col.append(quality)
+                count += 1
+                continue
+        if received_at is None:
+            received_at = from_us(received_us)
+        if simple and count:  # complete the short-path rows before a slow one joins
+            _fill(out, count, device_id, sensor.sensor_id, sensor_type, unit, received_us, topic)
+            count = 0
         try:
-            readings.append(_item(device, topic, topic_values, item, envelope, received_at))
+            out.add(_item(device, topic, topic_values, item, envelope, received_at))
         except MalformedPayload as exc:
             problems.append(str(exc))
-    return readings, problems
+    if simple and count:
+        _fill(out, count, device_id, sensor.sensor_id, sensor_type, unit, received_us, topic)
+    return problems
+
+
+_MISSING = object()
+_MAX_US = to_us(datetime(2262, 1, 1, tzinfo=UTC))
+
+
+def _fill(
+    out: ReadingColumns,
+    count: int,
+    device_id: str,
+    sensor_id: str,
+    sensor_type: str,
+    unit: str | None,
+    received_us: int,
+    topic: str,
+) -> None:
+    """The columns that are constant per message, for the last ``count`` short-path rows
+    (which filled ``ts_us``, ``value`` and ``quality`` only)."""
+    out.device_id.extend([device_id] * count)
+    out.sensor_id.extend([sensor_id] * count)
+    out.sensor_type.extend([sensor_type] * count)
+    out.unit.extend([unit] * count)
+    out.source_protocol.extend(["mqtt"] * count)
+    out.ingested_us.extend([received_us] * count)
+    out.origin.extend([topic] * count)
 
 
 def _item(
@@ -348,7 +439,7 @@ class _Inbound:
     topic: str
     payload: bytes
     generation: int
-    received_at: datetime
+    received_us: int
 
 
 class MqttCollector:
@@ -564,7 +655,7 @@ class MqttCollector:
                 topic=message.topic,
                 payload=message.payload,
                 generation=self._generation,
-                received_at=datetime.now(UTC),
+                received_us=time.time_ns() // 1000,
             )
         )
 
@@ -589,7 +680,7 @@ class MqttCollector:
             self._handle(group)
 
     def _handle(self, group: list[_Inbound]) -> None:
-        readings: list[Reading] = []
+        columns = ReadingColumns()
         stats = self.stats
         with self._lock:
             router = self._router
@@ -602,18 +693,21 @@ class MqttCollector:
                 continue
             device, values = routed
             try:
-                found, problems = parse_message(
-                    device, inbound.topic, values, inbound.payload, inbound.received_at
+                problems = parse_message_columns(
+                    device, inbound.topic, values, inbound.payload, inbound.received_us, columns
                 )
             except MalformedPayload as exc:
-                found, problems = [], [str(exc)]
-            readings.extend(found)
+                problems = [str(exc)]
             for problem in problems:
                 stats.malformed += 1
                 self._problem(f"{inbound.topic}: {problem}")
+        append = getattr(self.spool, "append_columns", None)
         while True:
             try:
-                result = self.spool.append(readings)
+                if append is not None:
+                    result = append(columns)
+                else:  # a sink without the columnar entry point
+                    result = self.spool.append(columns.readings())
                 break
             except SpoolFullError as exc:
                 # Not acknowledged: the broker keeps the messages (back pressure).

@@ -22,20 +22,21 @@ import asyncio
 import contextlib
 import logging
 import math
-import threading
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from integration_platform.streams.aiorunner import (
+    Backoff,
+    DeviceLoopRunner,
+    sleep_unless_stopped,
+    spool_readings,
+)
 from integration_platform.streams.devices import DeviceSpec, OpcuaSettings, SensorSpec
 from integration_platform.streams.readings import Reading
-from integration_platform.streams.spool import Spool, SpoolFullError
+from integration_platform.streams.spool import Spool
 
 log = logging.getLogger(__name__)
-
-FIRST_RETRY_S = 1.0  # first delay of the connect backoff (doubles up to the device's cap)
 
 
 def quality_of(status: Any) -> str:
@@ -98,13 +99,13 @@ class OpcuaCollector:
     async def run(self, stop: asyncio.Event) -> None:
         """Connect (bounded exponential backoff), subscribe, and collect until ``stop``."""
         writer = asyncio.create_task(self._flush_loop(stop))
-        delay = FIRST_RETRY_S
+        backoff = Backoff(self.settings.reconnect_max_delay_s)
         try:
             while not stop.is_set():
                 client = None
                 try:
                     client = await self._connect()
-                    delay = FIRST_RETRY_S
+                    backoff.reset()
                     await self._session(client, stop)
                 except Exception as exc:  # keep trying: a collector must outlive a bad server
                     self._mark_lost(f"{type(exc).__name__}: {exc}")
@@ -113,10 +114,10 @@ class OpcuaCollector:
                         self.device.device_id,
                         self.device.endpoint,
                         exc,
-                        delay,
+                        backoff.delay,
                     )
-                    await _sleep(stop, delay)
-                    delay = min(delay * 2, self.settings.reconnect_max_delay_s)
+                    await sleep_unless_stopped(stop, backoff.delay)
+                    backoff.grow()
                 finally:
                     self.connected.clear()
                     if client is not None:
@@ -383,16 +384,8 @@ class OpcuaCollector:
         self.stats.readings += await self._store(batch)
 
     async def _store(self, readings: list[Reading]) -> int:
-        if not readings:
-            return 0
-        try:
-            result = await asyncio.to_thread(self.spool.append, readings)
-        except SpoolFullError as exc:
-            self.stats.dropped_spool_full += len(readings)
-            log.error("OPC-UA %s: readings dropped: %s", self.device.device_id, exc)
-            return 0
-        self.stats.duplicates += result.duplicates
-        return result.accepted
+        label = f"OPC-UA {self.device.device_id}"
+        return await spool_readings(self.spool, readings, self.stats, label)
 
 
 async def _resolve(client: Any, text: str) -> Any:
@@ -407,54 +400,23 @@ async def _resolve(client: Any, text: str) -> Any:
     return ua.NodeId(node_id.Identifier, index, node_id.NodeIdType)
 
 
-async def _sleep(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-
-
-class OpcuaRunner:
+class OpcuaRunner(DeviceLoopRunner):
     """Runs one :class:`OpcuaCollector` per device on an asyncio loop in its own thread."""
 
     def __init__(self, spool: Spool) -> None:
         self.spool = spool
         self.stats = OpcuaStats()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="opcua", daemon=True)
-        self._collectors: dict[str, tuple[DeviceSpec, asyncio.Event, Any]] = {}
+        super().__init__(
+            "opcua",
+            lambda device: OpcuaCollector(device, self.spool, self.stats),
+            10.0,
+            online=self.stats.online,
+        )
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def sync(self, devices: Sequence[DeviceSpec]) -> None:
-        """Start collectors for new or changed devices, stop those removed or changed."""
-        wanted = {d.device_id: d for d in devices}
-        for device_id, (spec, stop, future) in list(self._collectors.items()):
-            if wanted.get(device_id) != spec:
-                self._loop.call_soon_threadsafe(stop.set)
-                _wait(future, 10.0)
-                del self._collectors[device_id]
-                self.stats.online.pop(device_id, None)
-        for device_id, spec in wanted.items():
-            if device_id not in self._collectors:
-                stop = asyncio.Event()
-                collector = OpcuaCollector(spec, self.spool, self.stats)
-                future = asyncio.run_coroutine_threadsafe(collector.run(stop), self._loop)
-                future.add_done_callback(_report_crash)
-                self._collectors[device_id] = (spec, stop, future)
-
-    @property
-    def devices(self) -> list[str]:
-        return sorted(self._collectors)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self._thread.ident is None:  # never started
-            return
-        self.sync([])
+    def _tidy(self, timeout: float) -> None:
         # asyncua leaves helper tasks (publish loop) behind a session that ended in an outage.
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(_cancel_leftovers(), self._loop).result(timeout)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout)
 
 
 async def _cancel_leftovers() -> None:
@@ -462,15 +424,3 @@ async def _cancel_leftovers() -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _wait(future: Any, timeout: float) -> None:
-    # A failure was already reported by _report_crash; a slow stop is not an error.
-    deadline = time.monotonic() + timeout
-    with contextlib.suppress(Exception):
-        future.result(max(0.0, deadline - time.monotonic()))
-
-
-def _report_crash(future: Any) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        log.error("OPC-UA collector stopped: %r", future.exception())

@@ -8,10 +8,17 @@ atomic transaction, with no segment index, torn-tail repair or compaction code o
 a crash at any instant leaves either the old or the new state. Python ships ``sqlite3``, so the
 spool needs nothing installed.
 
+Storage (format 2): one ``groups`` row per append, holding its readings as columns
+(:meth:`ReadingColumns.encode`), and one ``recent_keys`` row per append holding the
+de-duplication keys of those readings. Nothing on the hot path is one SQLite row or one Python
+object per reading; the keys live in memory (a set of timestamps per device and sensor,
+rebuilt from ``recent_keys`` on open) and on disk one row per append. A spool written by the
+previous format (one row per reading, one per key) is migrated on open, in one transaction.
+
 The write protocol that makes the lake idempotent:
 
 1. :meth:`append` stores readings (and drops keys seen recently: QoS 1 redeliveries);
-2. :meth:`claim` moves the oldest unclaimed readings into a batch with the next sequence
+2. :meth:`claim` moves the oldest unclaimed groups into a batch with the next sequence
    number, durably, before anything is written to the lake; an open batch is returned again
    (same rows, same number) until it is committed, so a retry after a crash writes exactly the
    batch that may already be in the lake;
@@ -26,36 +33,53 @@ sequence order, one at a time.
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
-from integration_platform.streams.readings import Reading
+from integration_platform.streams.readings import (
+    KEY_SEPARATOR,
+    Reading,
+    ReadingColumns,
+    to_us,
+)
 
 DEFAULT_MAX_BYTES = 1 << 30  # 1 GiB of live readings
 DEFAULT_DEDUP_WINDOW_S = 600.0
+# Keys kept for de-duplication at most (about 60 bytes of memory each). Redeliveries are the
+# messages in flight when a connection or the collector died: the broker's in-flight window
+# (messages) times the readings per message, far below this.
+DEFAULT_DEDUP_MAX_KEYS = 1_000_000
+FORMAT = "2"
+_MIGRATE_CHUNK = 5000
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS readings (
+CREATE TABLE IF NOT EXISTS groups (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     batch_id INTEGER,
+    row_count INTEGER NOT NULL,
+    created_at REAL NOT NULL,
     body TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS readings_batch ON readings (batch_id, id);
+CREATE INDEX IF NOT EXISTS groups_batch ON groups (batch_id, id);
 CREATE TABLE IF NOT EXISTS batches (
     batch_id INTEGER PRIMARY KEY AUTOINCREMENT,
     seq INTEGER NOT NULL UNIQUE,
     created_at REAL NOT NULL,
     row_count INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS recent (
-    key TEXT PRIMARY KEY,
-    seen_at REAL NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS recent_seen ON recent (seen_at);
+CREATE TABLE IF NOT EXISTS recent_keys (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    seen_at REAL NOT NULL,
+    key_count INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -80,8 +104,17 @@ class Batch:
 
     batch_id: int
     seq: int
-    readings: list[Reading]
+    columns: ReadingColumns
     created_at: float
+
+    @property
+    def readings(self) -> list[Reading]:
+        """The batch as :class:`Reading` objects (inspection and tests; the writer uses
+        :attr:`columns`)."""
+        return self.columns.readings()
+
+    def __len__(self) -> int:
+        return len(self.columns)
 
 
 @dataclass(frozen=True)
@@ -99,8 +132,96 @@ def spool_path(data_dir: Path, app_id: str) -> Path:
     return data_dir / "spool" / f"{safe}.sqlite"
 
 
+# A key run: the timestamps (us) of one (device, sensor) appended together.
+_Run = tuple[tuple[str, str], list[int]]
+
+
+class _RecentKeys:
+    """(device, sensor, ts) keys of the recent appends, in memory; the spool persists them.
+
+    A set of timestamps per (device, sensor), and a log of appends (id, seen_at, runs) in
+    order, so the oldest are forgotten first: those older than ``window_s`` before the newest
+    append, and any beyond ``max_keys``.
+    """
+
+    def __init__(self, window_s: float, max_keys: int) -> None:
+        self.window_s = window_s
+        self.max_keys = max_keys
+        self.sets: dict[tuple[str, str], set[int]] = {}
+        self.log: deque[tuple[int, float, list[_Run]]] = deque()
+        self.count = 0
+
+    def fresh(self, columns: ReadingColumns) -> tuple[list[int], list[_Run]]:
+        """Positions of the readings not seen before (first arrival wins within the append),
+        and their keys as runs; the keys are added (undo with :meth:`forget_runs`)."""
+        sets = self.sets
+        positions: list[int] = []
+        runs: list[_Run] = []
+        run_pair: tuple[str, str] | None = None
+        run_ts: list[int] = []
+        bucket: set[int] = set()
+        for i, pair, ts in zip(
+            range(len(columns)),
+            zip(columns.device_id, columns.sensor_id, strict=True),
+            columns.ts_us,
+            strict=True,
+        ):
+            if pair != run_pair:
+                run_pair, run_ts = pair, []
+                runs.append((pair, run_ts))
+                bucket = sets.get(pair)  # type: ignore[assignment]
+                if bucket is None:
+                    bucket = sets[pair] = set()
+            if ts in bucket:
+                continue
+            bucket.add(ts)
+            run_ts.append(ts)
+            positions.append(i)
+        return positions, [run for run in runs if run[1]]
+
+    def forget_runs(self, runs: list[_Run]) -> None:
+        sets = self.sets
+        for pair, stamps in runs:
+            bucket = sets.get(pair)
+            if bucket is not None:
+                bucket.difference_update(stamps)
+                if not bucket:
+                    del sets[pair]
+
+    def remember(self, key_id: int, seen_at: float, runs: list[_Run], count: int) -> None:
+        self.log.append((key_id, seen_at, runs))
+        self.count += count
+
+    def add_runs(self, runs: list[_Run]) -> None:
+        """Keys loaded from disk (no de-duplication: they are known already)."""
+        sets = self.sets
+        for pair, stamps in runs:
+            sets.setdefault(pair, set()).update(stamps)
+
+    def expire(self) -> int:
+        """Forget the oldest appends beyond the window or the size; the last id forgotten."""
+        forgotten = 0
+        if not self.log:
+            return forgotten
+        horizon = self.log[-1][1] - self.window_s
+        while self.log and (self.log[0][1] < horizon or self.count > self.max_keys):
+            key_id, _, runs = self.log.popleft()
+            self.count -= sum(len(stamps) for _, stamps in runs)
+            self.forget_runs(runs)
+            forgotten = key_id
+        return forgotten
+
+
+def _encode_runs(runs: list[_Run]) -> str:
+    return json.dumps([[d, s, stamps] for (d, s), stamps in runs], separators=(",", ":"))
+
+
+def _decode_runs(text: str) -> list[_Run]:
+    return [((d, s), stamps) for d, s, stamps in json.loads(text)]
+
+
 class Spool:
-    """SQLite-backed FIFO of readings; thread-safe (one connection behind a lock)."""
+    """SQLite-backed FIFO of reading groups; thread-safe (one connection behind a lock)."""
 
     def __init__(
         self,
@@ -109,6 +230,7 @@ class Spool:
         *,
         max_bytes: int = DEFAULT_MAX_BYTES,
         dedup_window_s: float = DEFAULT_DEDUP_WINDOW_S,
+        dedup_max_keys: int = DEFAULT_DEDUP_MAX_KEYS,
     ) -> None:
         self.path = Path(path)
         self.app_id = app_id
@@ -117,6 +239,7 @@ class Spool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
+        self._recent = _RecentKeys(dedup_window_s, dedup_max_keys)
         try:
             self._db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=30
@@ -136,8 +259,9 @@ class Spool:
                     f"spool {self.path} belongs to writer app id {row[0]!r}, not {app_id!r}; "
                     "use that app id, or another data dir, so its batches are not lost"
                 )
+            self._migrate()
+        self._load_recent()
         self._pending = self._count_pending()
-        self._appends = 0
 
     # -- writing side -------------------------------------------------------------------
 
@@ -150,64 +274,59 @@ class Spool:
         """
         if not readings:
             return AppendResult(0, 0)
-        bodies = [(r.key(), r.to_json()) for r in readings]
-        incoming = sum(len(body) + len(key) + 32 for key, body in bodies)
+        return self.append_columns(ReadingColumns.from_readings(readings))
+
+    def append_columns(self, columns: ReadingColumns) -> AppendResult:
+        """:meth:`append` for readings already in columns (one spool row for all of them)."""
+        total = len(columns)
+        if not total:
+            return AppendResult(0, 0)
         now = time.time()
+        recent = self._recent
         with self._changed:
-            live = self._live_bytes()
-            if live + incoming > self.max_bytes:
-                raise SpoolFullError(
-                    f"spool {self.path} is full: {live / 1e6:.1f} MB of "
-                    f"{self.max_bytes / 1e6:.1f} MB used by {self._pending} readings the lake "
-                    "has not accepted yet; fix the lake (see the writer's errors in the log) or "
-                    "raise the limit (--spool-max-mb)"
-                )
-            with self._transaction():
-                # Set-wise (a few statements per append, not two per reading): keys seen
-                # before, then the new ones; within the append the first arrival wins.
-                seen = self._known_keys([key for key, _ in bodies])
-                fresh = []
-                for key, body in bodies:
-                    if key not in seen:
-                        seen.add(key)
-                        fresh.append((key, body))
-                self._db.executemany(
-                    "INSERT INTO recent (key, seen_at) VALUES (?, ?)",
-                    [(key, now) for key, _ in fresh],
-                )
-                self._db.executemany(
-                    "INSERT INTO readings (body) VALUES (?)", [(body,) for _, body in fresh]
-                )
-                self._appends += 1
-                if self._appends % 200 == 1:
-                    self._prune_recent()
-            accepted = len(fresh)
+            positions, runs = recent.fresh(columns)
+            try:
+                accepted = len(positions)
+                if accepted:
+                    fresh = columns if accepted == total else columns.take(positions)
+                    body = fresh.encode()
+                    keys_body = _encode_runs(runs)
+                    live = self._live_bytes()
+                    if live + len(body) + len(keys_body) + 64 > self.max_bytes:
+                        raise SpoolFullError(
+                            f"spool {self.path} is full: {live / 1e6:.1f} MB of "
+                            f"{self.max_bytes / 1e6:.1f} MB used by {self._pending} readings "
+                            "the lake has not accepted yet; fix the lake (see the writer's "
+                            "errors in the log) or raise the limit (--spool-max-mb)"
+                        )
+                    with self._transaction():
+                        self._db.execute(
+                            "INSERT INTO groups (row_count, created_at, body) VALUES (?, ?, ?)",
+                            (accepted, now, body),
+                        )
+                        cursor = self._db.execute(
+                            "INSERT INTO recent_keys (seen_at, key_count, body) VALUES (?, ?, ?)",
+                            (now, accepted, keys_body),
+                        )
+                        recent.remember(int(cursor.lastrowid or 0), now, runs, accepted)
+                        forgotten = recent.expire()
+                        if forgotten:
+                            self._db.execute("DELETE FROM recent_keys WHERE id <= ?", (forgotten,))
+            except BaseException:
+                recent.forget_runs(runs)  # nothing stored: the keys are not known either
+                if recent.log and recent.log[-1][2] is runs:
+                    recent.log.pop()
+                    recent.count -= len(positions)
+                raise
             self._pending += accepted
             self._changed.notify_all()
-        return AppendResult(accepted, len(bodies) - accepted)
-
-    def _known_keys(self, keys: list[str]) -> set[str]:
-        known: set[str] = set()
-        for start in range(0, len(keys), 500):  # below SQLite's bound-parameter limit
-            chunk = keys[start : start + 500]
-            rows = self._db.execute(
-                f"SELECT key FROM recent WHERE key IN ({','.join('?' * len(chunk))})", chunk
-            )
-            known.update(key for (key,) in rows)
-        return known
-
-    def _prune_recent(self) -> None:
-        # Relative to the newest key, not the wall clock: after a long outage the keys of the
-        # messages in flight at the time must still be there when the broker redelivers them.
-        self._db.execute(
-            "DELETE FROM recent WHERE seen_at < (SELECT MAX(seen_at) FROM recent) - ?",
-            (self.dedup_window_s,),
-        )
+        return AppendResult(accepted, total - accepted)
 
     # -- reading side (one writer) ------------------------------------------------------
 
     def claim(self, limit: int, *, seq_floor: int = 1) -> Batch | None:
-        """The open batch if one exists, else a new one of up to ``limit`` oldest readings.
+        """The open batch if one exists, else a new one of the oldest groups, up to ``limit``
+        readings (whole groups; a first group larger than ``limit`` is split).
 
         A new batch gets ``max(last seq + 1, seq_floor)``; the writer passes the lake's
         transaction version + 1 as floor so a recreated spool never reuses a committed number.
@@ -218,46 +337,83 @@ class Spool:
             ).fetchone()
             if row is None:
                 with self._transaction():
-                    ids = self._db.execute(
-                        "SELECT id FROM readings WHERE batch_id IS NULL ORDER BY id LIMIT ?",
-                        (limit,),
-                    ).fetchall()
-                    if not ids:
-                        return None
-                    seq = max(self._last_seq() + 1, seq_floor)
-                    created = time.time()
-                    cursor = self._db.execute(
-                        "INSERT INTO batches (seq, created_at, row_count) VALUES (?, ?, ?)",
-                        (seq, created, len(ids)),
-                    )
-                    batch_id = int(cursor.lastrowid or 0)
-                    self._db.execute(
-                        "UPDATE readings SET batch_id = ? WHERE batch_id IS NULL AND id <= ?",
-                        (batch_id, ids[-1][0]),
-                    )
-                    self._db.execute(
-                        "INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (str(seq),)
-                    )
-                row = (batch_id, seq, created)
+                    row = self._new_batch(max(1, limit), seq_floor)
+                if row is None:
+                    return None
             bodies = self._db.execute(
-                "SELECT body FROM readings WHERE batch_id = ? ORDER BY id", (row[0],)
+                "SELECT body FROM groups WHERE batch_id = ? ORDER BY id", (row[0],)
             ).fetchall()
+        parts = [ReadingColumns.decode(body) for (body,) in bodies]
         return Batch(
             batch_id=int(row[0]),
             seq=int(row[1]),
-            readings=[Reading.from_json(body) for (body,) in bodies],
+            columns=parts[0] if len(parts) == 1 else ReadingColumns.concat(parts),
             created_at=float(row[2]),
         )
+
+    def _new_batch(self, limit: int, seq_floor: int) -> tuple[int, int, float] | None:
+        cursor = self._db.execute(
+            "SELECT id, row_count FROM groups WHERE batch_id IS NULL ORDER BY id"
+        )
+        last_id, rows = None, 0
+        for group_id, count in cursor:
+            if last_id is not None and rows + count > limit:
+                break
+            last_id, rows = group_id, rows + count
+            if rows >= limit:
+                break
+        cursor.close()
+        if last_id is None:
+            return None
+        if rows > limit:  # one group larger than a batch: split it, the rest stays first
+            last_id, rows = self._split_group(last_id, limit), limit
+        seq = max(self._last_seq() + 1, seq_floor)
+        created = time.time()
+        cursor = self._db.execute(
+            "INSERT INTO batches (seq, created_at, row_count) VALUES (?, ?, ?)",
+            (seq, created, rows),
+        )
+        batch_id = int(cursor.lastrowid or 0)
+        if last_id < 0:  # the split-off head
+            self._db.execute("UPDATE groups SET batch_id = ? WHERE id = ?", (batch_id, -last_id))
+        else:
+            self._db.execute(
+                "UPDATE groups SET batch_id = ? WHERE batch_id IS NULL AND id <= ?",
+                (batch_id, last_id),
+            )
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (str(seq),))
+        return batch_id, seq, created
+
+    def _split_group(self, group_id: int, limit: int) -> int:
+        """Keep the tail of a group in place, store its first ``limit`` readings as a new
+        group; returns the new group's id, negated."""
+        body, created = self._db.execute(
+            "SELECT body, created_at FROM groups WHERE id = ?", (group_id,)
+        ).fetchone()
+        columns = ReadingColumns.decode(body)
+        head = columns.take(range(limit))
+        tail = columns.take(range(limit, len(columns)))
+        self._db.execute(
+            "UPDATE groups SET body = ?, row_count = ? WHERE id = ?",
+            (tail.encode(), len(tail), group_id),
+        )
+        cursor = self._db.execute(
+            "INSERT INTO groups (row_count, created_at, body) VALUES (?, ?, ?)",
+            (len(head), created, head.encode()),
+        )
+        return -int(cursor.lastrowid or 0)
 
     def commit(self, batch_id: int) -> None:
         """Forget a batch the lake has (its keys stay for de-duplication)."""
         with self._changed:
             with self._transaction():
                 deleted = self._db.execute(
-                    "DELETE FROM readings WHERE batch_id = ?", (batch_id,)
-                ).rowcount
+                    "SELECT COALESCE(SUM(row_count), 0) FROM groups WHERE batch_id = ?",
+                    (batch_id,),
+                ).fetchone()[0]
+                self._db.execute("DELETE FROM groups WHERE batch_id = ?", (batch_id,))
                 self._db.execute("DELETE FROM batches WHERE batch_id = ?", (batch_id,))
-            self._pending -= deleted
+            self._pending -= int(deleted)
             self._changed.notify_all()
 
     def wait(self, min_rows: int, timeout: float) -> int:
@@ -275,14 +431,13 @@ class Spool:
         """Seconds since the oldest pending reading's batch or append (for time flushes)."""
         with self._lock:
             row = self._db.execute("SELECT MIN(created_at) FROM batches").fetchone()
-            if row and row[0] is not None:
-                return time.time() - float(row[0])
-            row = self._db.execute(
-                "SELECT body FROM readings WHERE batch_id IS NULL ORDER BY id LIMIT 1"
-            ).fetchone()
-        if row is None:
+            if not row or row[0] is None:
+                row = self._db.execute(
+                    "SELECT created_at FROM groups WHERE batch_id IS NULL ORDER BY id LIMIT 1"
+                ).fetchone()
+        if not row or row[0] is None:
             return None
-        return time.time() - Reading.from_json(row[0]).ingested_at.timestamp()
+        return time.time() - float(row[0])
 
     # -- bookkeeping --------------------------------------------------------------------
 
@@ -306,8 +461,10 @@ class Spool:
     def pending_readings(self) -> list[Reading]:
         """Everything not yet committed to the lake, oldest first (for inspection and tests)."""
         with self._lock:
-            rows = self._db.execute("SELECT body FROM readings ORDER BY id").fetchall()
-        return [Reading.from_json(body) for (body,) in rows]
+            rows = self._db.execute(
+                "SELECT body FROM groups ORDER BY batch_id IS NULL, batch_id, id"
+            ).fetchall()
+        return [r for (body,) in rows for r in ReadingColumns.decode(body).readings()]
 
     def close(self) -> None:
         with self._lock:
@@ -322,7 +479,7 @@ class Spool:
         self.close()
 
     def _count_pending(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM readings").fetchone()[0])
+        return int(self._db.execute("SELECT COALESCE(SUM(row_count), 0) FROM groups").fetchone()[0])
 
     def _last_seq(self) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()
@@ -332,6 +489,79 @@ class Spool:
         pages = self._db.execute("PRAGMA page_count").fetchone()[0]
         free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
         return int(pages - free) * self._page_size
+
+    def _load_recent(self) -> None:
+        """Rebuild the in-memory keys from ``recent_keys`` (oldest first), then expire."""
+        recent = self._recent
+        for key_id, seen_at, count, body in self._db.execute(
+            "SELECT id, seen_at, key_count, body FROM recent_keys ORDER BY id"
+        ):
+            runs = _decode_runs(body)
+            recent.add_runs(runs)
+            recent.remember(int(key_id), float(seen_at), runs, int(count))
+        forgotten = recent.expire()
+        if forgotten:
+            with self._transaction():
+                self._db.execute("DELETE FROM recent_keys WHERE id <= ?", (forgotten,))
+
+    def _migrate(self) -> None:
+        """Format 1 (one ``readings`` row per reading, one ``recent`` row per key) to format
+        2, inside the open transaction: open batches keep their id and sequence number,
+        pending readings become groups in arrival order, keys become ``recent_keys`` rows."""
+        tables = {
+            name
+            for (name,) in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        if "readings" in tables:
+            batch_ids = [
+                batch_id
+                for (batch_id,) in self._db.execute("SELECT batch_id FROM batches ORDER BY seq")
+            ]
+            for batch_id in batch_ids:
+                created = self._db.execute(
+                    "SELECT created_at FROM batches WHERE batch_id = ?", (batch_id,)
+                ).fetchone()[0]
+                bodies = self._db.execute(
+                    "SELECT body FROM readings WHERE batch_id = ? ORDER BY id", (batch_id,)
+                ).fetchall()
+                self._store_v1_group([b for (b,) in bodies], batch_id, created)
+            bodies = self._db.execute(
+                "SELECT body FROM readings WHERE batch_id IS NULL ORDER BY id"
+            ).fetchall()
+            for start in range(0, len(bodies), _MIGRATE_CHUNK):
+                chunk = [b for (b,) in bodies[start : start + _MIGRATE_CHUNK]]
+                self._store_v1_group(chunk, None, None)
+            self._db.execute("DROP TABLE readings")
+        if "recent" in tables:
+            keys = self._db.execute("SELECT key, seen_at FROM recent ORDER BY seen_at").fetchall()
+            for start in range(0, len(keys), _MIGRATE_CHUNK):
+                chunk = keys[start : start + _MIGRATE_CHUNK]
+                runs: list[_Run] = []
+                for key, _ in chunk:
+                    device_id, sensor_id, ts = key.split(KEY_SEPARATOR)
+                    pair = (device_id, sensor_id)
+                    stamp = to_us(datetime.fromisoformat(ts))
+                    if runs and runs[-1][0] == pair:
+                        runs[-1][1].append(stamp)
+                    else:
+                        runs.append((pair, [stamp]))
+                self._db.execute(
+                    "INSERT INTO recent_keys (seen_at, key_count, body) VALUES (?, ?, ?)",
+                    (float(chunk[-1][1]), len(chunk), _encode_runs(runs)),
+                )
+            self._db.execute("DROP TABLE recent")
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('format', ?)", (FORMAT,))
+
+    def _store_v1_group(self, bodies: list[str], batch_id: int | None, created: float | None):
+        if not bodies:
+            return
+        columns = ReadingColumns.from_readings(Reading.from_json(body) for body in bodies)
+        if created is None:  # pending: as old as its oldest reading
+            created = columns.ingested_us[0] / 1e6
+        self._db.execute(
+            "INSERT INTO groups (batch_id, row_count, created_at, body) VALUES (?, ?, ?, ?)",
+            (batch_id, len(columns), created, columns.encode()),
+        )
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)

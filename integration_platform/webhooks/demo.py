@@ -9,32 +9,17 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 
+from integration_platform.settings import environment
+
 DEMO_SOURCE = "sample_cmms"
 """Named like the sample export's system, so the event's ids match the rows the demo's batch
 mapping wrote (``sample_cmms:<site>:<wonum>``); its messages are in Maximo's format."""
-
-
-@contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _open_work_order(lake_root: str) -> dict[str, Any] | None:
@@ -93,7 +78,7 @@ def run_webhook_demo(instance: dg.DagsterInstance, lake_root: str, state_url: st
         entity_id, record, before = "WO-DEMO-1", {"changedate": now}, "(new record)"
     engine = make_engine(state_url)
     try:
-        with _environment(env):
+        with environment(env):
             app = create_app(sources=WebhookSources.from_env(), engine=engine)
             with running_server(app) as url:
                 sent = send_test_event(

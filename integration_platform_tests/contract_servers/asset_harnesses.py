@@ -4,7 +4,7 @@ vendor's contract server seeded with ``seed.assets()``.
 An asset harness wraps the connector's work-order harness (same server, same credentials) and
 translates the vendor's asset records to the seed's asset number, so one suite
 (``test_connectors_assets.py``) checks every connector. ``writes`` says whether the vendor's
-API lets the connector update an asset.
+API lets the connector update an asset (all of them do now: Maximo, SAP, Fiix, Oracle).
 """
 
 from __future__ import annotations
@@ -61,11 +61,25 @@ class AssetContract:
 
 
 class MaximoAssets(AssetContract):
+    """``mxasset``: updated by POST to the record's href with ``x-method-override: PATCH``
+    and its ``_rowstamp`` as ``If-Match``."""
+
     name = "maximo"
+    writes = True
     number_column = "assetnum"
+    text_column = "description"
 
     def __init__(self, tmp_path: Path) -> None:
         super().__init__(MaximoContract(tmp_path, context_root="/maximo/api", auth_method="apikey"))
+
+    def connector(self, **overrides: Any) -> Any:
+        return self.harness.connector(**{"conditional_updates": True, **overrides})
+
+    def update(self, connector: Any, row: dict[str, Any]) -> str:
+        connector.update_asset(
+            row["href"], {"description": UPDATED_TEXT}, rowstamp=row["_rowstamp"]
+        )
+        return UPDATED_TEXT
 
 
 class SapEquipment(AssetContract):

@@ -6,6 +6,8 @@ the URL without its scheme, keyed with the API secret, and a ``text/plain`` JSON
 the request in ``_maCn``: ``FindRequest`` (``className``, ``fields``, ``filters`` as
 ``{"ql": "... >= ?", "parameters": [...]}``, ``orderBy``, ``maxObjects``,
 ``startObjectIndex``), ``AddRequest`` and ``ChangeRequest`` (``object``, ``changeFields``).
+Classes: ``WorkOrder``, ``Asset`` and ``ScheduledMaintenance`` (whose change stamp is
+``dtmUpdatedDate``, as in Fiix's generated client classes).
 Field names carry type prefixes; ``dtm*`` values are epoch milliseconds. Request errors come
 back with HTTP 200 and an ``error`` object; a bad signature with 401. The paging fields and
 the error statuses are not confirmed by Fiix's public documentation.
@@ -32,7 +34,15 @@ from integration_platform_tests.contract_servers.vendor_base import VendorContra
 SITES = {"BEDFORD": 1, "NASHUA": 2}
 STATUS = {"WAPPR": 1, "APPR": 2, "WSCH": 2, "WMATL": 3, "INPRG": 4, "COMP": 5, "CLOSE": 6, "CAN": 7}
 TYPES = {"PM": 1, "LUB": 1, "CLN": 1, "CM": 2, "EM": 4, "INSP": 5, "CAL": 5, "PDM": 5}
-CLASSES = {"WorkOrder": "workorder", "Asset": "asset"}
+CLASSES = {
+    "WorkOrder": "workorder",
+    "Asset": "asset",
+    "ScheduledMaintenance": "scheduledmaintenance",
+}
+# ScheduledMaintenanceStatus ids: active, paused (unconfirmed, as the field names).
+SM_STATUS = {"ACTIVE": 1, "INACTIVE": 2}
+# The field each class stamps on a change.
+CHANGE_STAMPS = {"scheduledmaintenance": "dtmUpdatedDate"}
 _QL = re.compile(r"^\s*(\w+)\s*(>=|<=|=|>|<)\s*\?\s*$")
 
 
@@ -58,6 +68,22 @@ def fiix_order(order: Mapping[str, Any], *, changed: datetime | None = None) -> 
     }
 
 
+def fiix_schedule(object_id: int, pm: Mapping[str, Any], *, changed: datetime) -> dict[str, Any]:
+    """A Maximo-shaped seed PM as a Fiix ``ScheduledMaintenance`` object."""
+    return {
+        "id": object_id,
+        "strCode": str(pm["pmnum"]),
+        "strDescription": pm["description"],
+        "intSiteID": SITES[str(pm["siteid"])],
+        "intScheduledMaintenanceStatusID": SM_STATUS.get(str(pm["status"]), 1),
+        "intMaintenanceTypeID": TYPES.get(str(pm.get("worktype")), 1),
+        "intPriorityID": int(str(pm.get("wopriority", 3))),
+        "dblSuggestedTime": 2.5,
+        "dtmCreateDate": epoch_ms(changed) - 86_400_000 * 30,
+        "dtmUpdatedDate": epoch_ms(changed),
+    }
+
+
 @dataclass
 class FiixContractServer(VendorContractServer):
     app_key: str = "macmms-app-key"
@@ -79,6 +105,9 @@ class FiixContractServer(VendorContractServer):
                     "dtmDateLastModified": epoch_ms(changed),
                 },
             )
+        for index, pm in enumerate(seed.pms()):
+            changed = datetime.fromisoformat(str(pm["changedate"]))
+            self.put("scheduledmaintenance", fiix_schedule(900 + index, pm, changed=changed))
         return self
 
     def put(self, entity: str, record: Mapping[str, Any]) -> dict[str, Any]:
@@ -195,6 +224,6 @@ class FiixContractServer(VendorContractServer):
             return self._fail("changeFields is required.", "ChangeResponse")
         merged = {k: v for k, v in current.items() if not k.startswith("_")}
         merged.update({name: obj.get(name) for name in fields})
-        merged["dtmDateLastModified"] = epoch_ms(datetime.now(UTC))
+        merged[CHANGE_STAMPS.get(entity, "dtmDateLastModified")] = epoch_ms(datetime.now(UTC))
         stored = self.put(entity, merged)
         return JSONResponse({"_maCn": "ChangeResponse", "object": self._fields(body, stored)})

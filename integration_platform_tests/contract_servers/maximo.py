@@ -6,6 +6,7 @@ Follows the shape IBM documents for the NextGen REST API: object structures unde
 ``oslc.orderBy`` whose attributes must each carry a ``+``/``-`` sign, ``oslc.pageSize`` with
 ``responseInfo.nextPage.href`` and ``pagenum`` (``totalCount`` with ``collectioncount=1``),
 records with ``href`` (``_`` + base64 rest id) and ``_rowstamp``, null attributes left out,
+child objects selected with ``child{attr,...}`` (PMs' ``pmmeter`` rows),
 ``apikey``/``maxauth``/Basic auth answering 401 with a ``BMXAA`` error, creates with
 ``properties: *`` echo and updates by POST to the href with ``x-method-override: PATCH``.
 Data lives in a SQLite file, so a write is visible on the next read.
@@ -42,10 +43,12 @@ OBJECT_STRUCTURES: dict[str, tuple[str, tuple[str, ...]]] = {
     "mxapiwodetail": ("workorder", ("wonum", "siteid")),
     "mxasset": ("asset", ("assetnum", "siteid")),
     "mxapiasset": ("asset", ("assetnum", "siteid")),
+    "mxpm": ("pm", ("pmnum", "siteid")),
+    "mxapipm": ("pm", ("pmnum", "siteid")),
 }
 DATE_ATTRIBUTES = frozenset(
     {"changedate", "reportdate", "schedstart", "schedfinish", "targcompdate", "actstart",
-     "actfinish", "installdate", "statusdate"}
+     "actfinish", "installdate", "statusdate", "nextdate", "laststartdate", "lastcompdate"}
 )  # fmt: skip
 FIRST_ROWSTAMP = 1_000_000
 
@@ -179,7 +182,13 @@ class MaximoContractServer:
             self.put_work_order(order)
         for asset in seed.assets():
             self.store.put("asset", ("assetnum", "siteid"), asset)
+        for pm in seed.pms():
+            self.put_pm(pm)
         return self
+
+    def put_pm(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Store a PM as if changed in Maximo (the record's own changedate kept)."""
+        return self.store.put("pm", ("pmnum", "siteid"), record)
 
     def put_work_order(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """Store a work order as if changed in Maximo (the record's own changedate kept)."""
@@ -374,12 +383,15 @@ class MaximoContractServer:
         return JSONResponse(body if lean else namespaced(body))
 
     def _render(self, record: Mapping[str, Any], collection: str, select: str) -> dict[str, Any]:
-        wanted = None if select.strip() in ("", "*") else {s.strip() for s in select.split(",")}
-        out = {
-            k: v
-            for k, v in record.items()
-            if not k.startswith("_") and v is not None and (wanted is None or k in wanted)
-        }
+        wanted = parse_select(select)
+        out: dict[str, Any] = {}
+        for k, v in record.items():
+            if k.startswith("_") or v is None or (wanted is not None and k not in wanted):
+                continue
+            children = wanted.get(k) if wanted is not None else None
+            if isinstance(v, list) and children is not None:
+                v = [{a: row[a] for a in children if row.get(a) is not None} for row in v]
+            out[k] = v
         out["_rowstamp"] = record["_rowstamp"]
         out["href"] = f"{collection}/{record['_restid']}"
         return out
@@ -448,6 +460,26 @@ class MaximoContractServer:
 
 
 # -- query language ------------------------------------------------------------------------
+
+
+def parse_select(select: str) -> dict[str, tuple[str, ...] | None] | None:
+    """``oslc.select`` as attribute -> the child attributes selected (``pmmeter{a,b}``; None
+    for a plain attribute or ``child{*}``); None when everything is selected."""
+    if select.strip() in ("", "*"):
+        return None
+    wanted: dict[str, tuple[str, ...] | None] = {}
+    for match in re.finditer(r"\s*([\w.]+)\s*(?:\{([^}]*)\})?\s*(?:,|$)", select):
+        if not match[1]:
+            continue
+        inner = match[2]
+        if inner is None or inner.strip() in ("", "*"):
+            wanted[match[1].lower()] = None
+        else:
+            wanted[match[1].lower()] = tuple(
+                a.strip().lower() for a in inner.split(",") if a.strip()
+            )
+    return wanted
+
 
 _CLAUSE = re.compile(
     r"""\s*(?P<attr>[A-Za-z_][\w.]*)\s*

@@ -117,3 +117,55 @@ def assets() -> list[dict[str, object]]:
             }
         )
     return result
+
+
+# (pmnum, asset, description, worktype, status, frequency, frequnit, meter (name, every, last))
+_Meter = tuple[str, float, float]
+_PMS: list[tuple[str, str, str, str, str, int | None, str | None, _Meter | None]] = [
+    ("PM1001", "11430", "Quarterly vibration route, P-101", "INSP", "ACTIVE", 3, "MONTHS", None),
+    ("PM1002", "11450", "Lubricate bearings, P-204", "LUB", "ACTIVE", 6, "WEEKS", None),
+    ("PM1003", "12700", "Replace filters, AHU-3", "PM", "ACTIVE", 90, "DAYS", None),
+    ("PM1004", "12750", "Condenser tube inspection, CH-1", "PM", "INACTIVE", 1, "YEARS", None),
+    ("PM1005", "13120", "Oil and separator change, C-2", "PM", "ACTIVE", None, None,
+     ("RUNHOURS", 4000.0, 16000.0)),
+    ("PM1006", "13170", "Grease pulleys, conveyor CV-7", "LUB", "ACTIVE", 1, "MONTHS", None),
+    ("PM1007", "13200", "Insulation resistance test, M-12", "PM", "ACTIVE", 1, "YEARS",
+     ("RUNHOURS", 8000.0, 24000.0)),
+]  # fmt: skip
+# Hours after FIRST_CHANGE for each PM; PM1003-PM1005 were changed together (a bulk update).
+_PM_CHANGE_HOURS = [-240, -200, -150, -150, -150, -90, -20]
+
+
+def pms() -> list[dict[str, object]]:
+    """Preventive maintenance records (Maximo ``mxpm``): time-based (``frequency`` and
+    ``frequnit``), meter-based (a ``pmmeter`` child, no time frequency) and both."""
+    records = []
+    for index, (pmnum, asset, text, worktype, status, every, unit, meter) in enumerate(_PMS):
+        changed = FIRST_CHANGE + timedelta(hours=_PM_CHANGE_HOURS[index])
+        last_start = changed - timedelta(days=20 + index)
+        record: dict[str, object] = {
+            "pmnum": pmnum,
+            "siteid": "BEDFORD",
+            "orgid": "EAGLENA",
+            "description": text,
+            "status": status,
+            "assetnum": asset,
+            "location": "BR300" if index < 5 else "BR400",
+            "worktype": worktype,
+            "wopriority": 2 + index % 3,
+            "usetargetdate": index % 2 == 0,
+            "laststartdate": maximo_date(last_start),
+            "lastcompdate": maximo_date(last_start + timedelta(hours=6)),
+            "changedate": maximo_date(changed),
+        }
+        if every is not None:
+            record["frequency"] = every
+            record["frequnit"] = unit
+            record["nextdate"] = maximo_date(changed + timedelta(days=30 + index))
+        if meter is not None:
+            name, interval, last_reading = meter
+            record["pmmeter"] = [
+                {"metername": name, "frequency": interval, "lastpmwogenread": last_reading}
+            ]
+        records.append(record)
+    return records

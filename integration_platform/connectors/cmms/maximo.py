@@ -4,8 +4,13 @@ Reads use ``lean=1`` JSON, ``oslc.select`` for the declared attributes, ``oslc.w
 ``changedate >=`` the cursor's mark and ``oslc.orderBy=+changedate,+<key>`` so the cursor can
 advance page by page; Maximo pages with ``oslc.pageSize`` and ``responseInfo.nextPage.href``.
 Writes follow the API's own conventions: a create POSTs to the object structure with
-``properties: *`` to get the record back; an update POSTs to the record's ``href`` with
-``x-method-override: PATCH``.
+``properties: *`` to get the record back; an update (work orders, assets) POSTs to the
+record's ``href`` with ``x-method-override: PATCH``.
+
+Preventive maintenance records (``mxpm``/``mxapipm``) are read like work orders. Their
+calendar frequency is on the PM (``frequency``, ``frequnit``); meter-based frequencies are
+``PMMETER`` child rows, selected as ``pmmeter{metername,frequency,lastpmwogenread}`` and
+kept, like any nested value, as JSON text in the ``pmmeter`` column.
 """
 
 from __future__ import annotations
@@ -67,6 +72,29 @@ ASSET_FIELDS = (
     "_rowstamp",
     "href",
 )
+PM_FIELDS = (
+    "pmnum",
+    "siteid",
+    "orgid",
+    "description",
+    "status",
+    "assetnum",
+    "location",
+    "worktype",
+    "wopriority",
+    "jpnum",
+    "frequency",
+    "frequnit",
+    "nextdate",
+    "laststartdate",
+    "lastcompdate",
+    "usetargetdate",
+    "pmmeter",
+    "changedate",
+    "_rowstamp",
+    "href",
+)
+PM_METER_ATTRIBUTES = ("metername", "frequency", "lastpmwogenread")
 # Returned by Maximo on every record; not attributes to put in oslc.select.
 SYSTEM_PROPERTIES = frozenset({"_rowstamp", "href"})
 
@@ -101,6 +129,14 @@ class MaximoConnector(RestConnector):
     asset_object_structure: str = Field(
         default="mxasset", description="Object structure for assets (mxasset, mxapiasset)."
     )
+    pm_object_structure: str = Field(
+        default="mxpm", description="Object structure for PMs (mxpm, mxapipm)."
+    )
+    pm_meter_child: str | None = Field(
+        default="pmmeter",
+        description="Child object of the PM object structure holding meter-based frequencies "
+        "(PMMETER); None when the object structure has no such child.",
+    )
     page_size: int = Field(default=500, ge=1, description="oslc.pageSize for reads.")
     conditional_updates: bool = Field(
         default=False,
@@ -129,6 +165,21 @@ class MaximoConnector(RestConnector):
             replication_key="changedate",
             version_key="_rowstamp",
             fields=ASSET_FIELDS,
+            paginator="maximo",
+        )
+
+    def maintenance_schedules_stream(self) -> RestStream:
+        child = self.pm_meter_child
+        fields = tuple(
+            child if name == "pmmeter" else name for name in PM_FIELDS if name != "pmmeter" or child
+        )
+        return RestStream(
+            name="maintenance_schedules",
+            path=f"/os/{self.pm_object_structure}",
+            primary_key=("siteid", "pmnum"),
+            replication_key="changedate",
+            version_key="_rowstamp",
+            fields=fields,
             paginator="maximo",
         )
 
@@ -172,7 +223,9 @@ class MaximoConnector(RestConnector):
     def stream_params(
         self, stream: RestStream, *, since: Cursor | None, page_size: int | None
     ) -> dict[str, Any]:
-        select = [name for name in stream.fields if name not in SYSTEM_PROPERTIES]
+        select = [
+            self._select_item(name) for name in stream.fields if name not in SYSTEM_PROPERTIES
+        ]
         order = [stream.replication_key or "changedate"]
         order += [key for key in stream.primary_key if key != "siteid"]
         params: dict[str, Any] = {
@@ -189,6 +242,12 @@ class MaximoConnector(RestConnector):
     def describe_health(self, body: Any) -> str:
         who = body.get("loginID") or body.get("personid") if isinstance(body, Mapping) else None
         return f"signed in to {self.api_url()} as {who or 'an unnamed user'}"
+
+    def _select_item(self, name: str) -> str:
+        """An attribute for oslc.select; a child object with the attributes it needs."""
+        if self.pm_meter_child and name == self.pm_meter_child:
+            return f"{name}{{{','.join(PM_METER_ATTRIBUTES)}}}"
+        return name
 
     # -- domain methods --------------------------------------------------------------------
 
@@ -219,6 +278,14 @@ class MaximoConnector(RestConnector):
             self.assets_stream(), since=since, page_size=page_size or self.page_size
         )
 
+    def read_maintenance_schedules(
+        self, *, since: Cursor | None = None, page_size: int | None = None
+    ) -> Iterator[Page]:
+        """PMs changed at or after ``since`` (all when None), page by page."""
+        return self.read_stream(
+            self.maintenance_schedules_stream(), since=since, page_size=page_size or self.page_size
+        )
+
     def create_work_order(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """Create a work order; Maximo's stored record (href, wonum, _rowstamp) comes back."""
         record_id = "/".join(str(record[k]) for k in ("siteid", "wonum") if record.get(k))
@@ -245,6 +312,38 @@ class MaximoConnector(RestConnector):
         ``rowstamp`` is the version read with the record; with ``conditional_updates`` it is
         sent as ``If-Match`` and a record changed since then fails with ``Conflict``.
         """
+        return self._patch(href, changes, rowstamp=rowstamp, merge_children=merge_children)
+
+    def update_asset(
+        self, asset_id: str, changes: Mapping[str, Any], *, rowstamp: str | None = None
+    ) -> dict[str, Any]:
+        """Apply ``changes`` to an asset and return the updated record.
+
+        ``asset_id`` is the asset's ``href`` as read, or ``SITEID/ASSETNUM``, from which the
+        href is built (Maximo's rest id: ``_`` + base64 of ``ASSETNUM/SITEID``). As for work
+        orders, ``rowstamp`` is sent as ``If-Match`` with ``conditional_updates``.
+        """
+        return self._patch(self.asset_href(asset_id), changes, rowstamp=rowstamp)
+
+    def asset_href(self, asset_id: str) -> str:
+        """The asset's href: ``asset_id`` itself when it is one, else built from the key."""
+        if "://" in asset_id or asset_id.startswith("/"):
+            return asset_id
+        site, separator, number = asset_id.partition("/")
+        if not separator or not site or not number:
+            raise ValueError(
+                f"maximo: asset id {asset_id!r} is neither an href nor SITEID/ASSETNUM"
+            )
+        return f"{self.api_url()}{self.assets_stream().path}/{rest_id(number, site)}"
+
+    def _patch(
+        self,
+        href: str,
+        changes: Mapping[str, Any],
+        *,
+        rowstamp: str | None,
+        merge_children: bool = False,
+    ) -> dict[str, Any]:
         headers = {"x-method-override": "PATCH", "properties": "*"}
         if merge_children:
             headers["patchtype"] = "MERGE"
@@ -277,6 +376,13 @@ def maximo_datetime(mark: Any) -> str:
     moment = pd.Timestamp(mark)
     moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
     return moment.floor("s").strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def rest_id(*values: str) -> str:
+    """Maximo's rest id of a record: ``_`` + base64 of its key values joined by ``/`` (in
+    the MBO's key order, e.g. ``ASSETNUM/SITEID``), ``=`` written as ``-``."""
+    encoded = base64.b64encode("/".join(values).encode()).decode("ascii")
+    return "_" + encoded.replace("=", "-")
 
 
 def record_key_from_href(href: str) -> str:
