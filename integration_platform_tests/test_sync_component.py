@@ -142,7 +142,20 @@ def test_a_declaration_builds_job_schedule_sensor_and_conflicts_asset(tmp_path: 
 
     spec = component.sync("wo_sync").spec
     assert spec.policy("status").describe() == "source_priority(maximo)"
+    assert spec.reads.incremental is False  # full reads unless the declaration asks
     assert spec.left.field_map("priority").read_table() == {"1": "critical", "2": "high"}
+
+
+def test_incremental_reads_are_declared_under_reads(tmp_path: Path) -> None:
+    reads = {"incremental": True, "overlap_seconds": 120, "full_every_runs": None}
+    path = write_declaration(tmp_path, sync_declaration(reads=reads))
+    spec = SyncComponent.from_yaml(path, defs_root=None).sync("wo_sync").spec
+    assert (spec.reads.incremental, spec.reads.overlap_seconds) == (True, 120)
+    assert (spec.reads.full_every_runs, spec.reads.full_every_hours) == (None, 24.0)
+    right = sync_declaration()["right"] | {"modified_field": None}
+    path = write_declaration(tmp_path, sync_declaration(reads=reads, right=right))
+    with pytest.raises(ValueError, match=r"right\.modified_field: incremental reads need"):
+        SyncComponent.from_yaml(path, defs_root=None)
 
 
 def test_without_schedule_or_triggers_only_the_job_and_asset_are_built(tmp_path: Path) -> None:
@@ -242,8 +255,23 @@ def _line(path: Path, text: str) -> str:
             "syncs[0].policies.priority",
             "did you mean 'newest_non_null'?",
         ),
+        (
+            {"reads": {"incremental": True, "full_every_runs": 0}},
+            "full_every_runs: 0",
+            "syncs[0].reads.full_every_runs",
+            "give 1 or more runs",
+        ),
     ],
-    ids=["entity", "field", "connection", "owner-system", "trigger-system", "cron", "strategy"],
+    ids=[
+        "entity",
+        "field",
+        "connection",
+        "owner-system",
+        "trigger-system",
+        "cron",
+        "strategy",
+        "reads",
+    ],
 )
 def test_an_unknown_name_fails_at_load_with_file_line_and_field(
     tmp_path: Path, changes: dict[str, Any], marker: str, field: str, says: str

@@ -11,9 +11,11 @@ from typing import Any
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+import yaml
 
 from integration_platform.components import SyncComponent
 from integration_platform.sync import list_conflicts, list_runs, resolve_conflict
+from integration_platform.sync.adapters.maximo import MaximoWorkOrderAdapter
 from integration_platform_tests.sync_rig import JOB, OP, SYNC, SyncRig
 
 pytestmark = pytest.mark.postgres
@@ -60,6 +62,7 @@ def test_the_job_syncs_both_ways_and_reports_its_counts(rig: SyncRig) -> None:
     # Every Maximo work order was created in the plant table and the plant's 2001 in Maximo.
     assert set(rig.sql_rows()) == set(rig.maximo_rows()) == maximo_before | {"2001"}
     assert metadata["status"] == "succeeded" and metadata["dry_run"] is False
+    assert metadata["read_mode"] == "full"
     assert metadata["records_read"] == len(maximo_before) + 1
     assert metadata["applied"] == metadata["records_changed"] == len(maximo_before) + 1
     assert metadata["conflicts"] == metadata["rolled_back"] == metadata["quarantined"] == 0
@@ -84,12 +87,30 @@ def test_the_job_syncs_both_ways_and_reports_its_counts(rig: SyncRig) -> None:
     (conflict_id,) = list_conflicts(rig.state, sync_name=SYNC)["id"]
     resolve_conflict(rig.state, int(conflict_id), choice="right", resolved_by="alice")
     metadata = output_metadata(run_job(rig))
-    assert (metadata["applied"], metadata["resolved_by_person"], metadata["resolved"]) == (1, 1, 1)
+    assert (metadata["applied"], metadata["resolved_manually"], metadata["resolved"]) == (1, 1, 1)
     assert rig.maximo_rows()["1003"]["lead"] == "NGUYEN"
 
     # Nothing changed since: a dry run plans nothing.
     metadata = output_metadata(run_job(rig, dry_run=True))
     assert metadata["dry_run"] is True and metadata["planned_writes"] == 0
+
+
+def test_an_incremental_sync_reads_in_full_when_run_config_asks(rig: SyncRig) -> None:
+    document = yaml.safe_load(rig.defs_file.read_text())
+    document["attributes"]["syncs"][0]["reads"] = {
+        "incremental": True,
+        "full_every_runs": None,
+        "full_every_hours": None,
+    }
+    rig.defs_file.write_text(yaml.safe_dump(document, sort_keys=False))
+    modes = [output_metadata(run_job(rig))["read_mode"] for _ in range(2)]
+    assert modes == ["full", "incremental"]  # the first run has nothing to continue from
+    assert output_metadata(run_job(rig, full=True))["read_mode"] == "full"
+    assert list(list_runs(rig.state, sync_name=SYNC)["read_mode"]) == [
+        "full",
+        "incremental",
+        "full",
+    ]
 
 
 def test_a_dry_run_through_run_config_plans_and_writes_nothing(rig: SyncRig) -> None:
@@ -131,7 +152,73 @@ def test_a_rolled_back_run_fails_the_step_with_the_cause_and_is_not_retried(rig:
     (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     error = failure.step_failure_data.error
     assert error is not None and "rolled back" in error.message and "no_reject" in error.message
-    assert failure.step_failure_data.user_failure_data.metadata["status"].value == "rolled_back"
+    metadata = failure.step_failure_data.user_failure_data.metadata
+    assert metadata["status"].value == "rolled_back"
+    # A rejected write would be rejected again: not retryable.
+    assert (metadata["cause_type"].value, metadata["cause_retryable"].value) == (
+        "ConnectorError",
+        False,
+    )
     steps = [e.event_type_value for e in result.all_events if e.step_key == OP]
     assert "STEP_UP_FOR_RETRY" not in steps
     assert rig.sql_rows() == sql_before and rig.maximo_rows() == maximo_before
+
+
+def fail_maximo_updates(
+    rig: SyncRig, monkeypatch: pytest.MonkeyPatch, *, attempts: int | None
+) -> None:
+    """Maximo answers 503 to every try of the first update of the first ``attempts`` runs
+    (all runs when None): a transient error in the middle of the writes."""
+    original = MaximoWorkOrderAdapter.update
+    seen: list[int] = []
+
+    def update(self: MaximoWorkOrderAdapter, *args: Any, **kwargs: Any) -> Any:
+        if id(self) not in seen:
+            seen.append(id(self))
+            if attempts is None or len(seen) <= attempts:
+                rig.server.fail_next(3, status=503)  # every retry of the connector
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(MaximoWorkOrderAdapter, "update", update)
+
+
+def edit_both(rig: SyncRig) -> tuple[dict[str, Any], dict[str, Any]]:
+    rig.edit_sql("1004", title="Replace belts, AHU-4")  # to Maximo (an update there)
+    rig.edit_maximo("1005", lead="GARCIA")  # to the plant table (its transaction)
+    return rig.sql_rows(), rig.maximo_rows()
+
+
+def test_a_run_rolled_back_by_a_transient_write_error_is_retried(
+    rig: SyncRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run_job(rig).success
+    edit_both(rig)
+    fail_maximo_updates(rig, monkeypatch, attempts=1)
+    result = run_job(rig)
+    assert result.success
+    steps = [e.event_type_value for e in result.all_events if e.step_key == OP]
+    assert steps.count("STEP_UP_FOR_RETRY") == 1
+    runs = list_runs(rig.state, sync_name=SYNC)
+    assert list(runs["status"]) == ["succeeded", "rolled_back", "succeeded"]  # newest first
+    assert "503" in runs["cause"].iloc[1]
+    assert rig.maximo_rows()["1004"]["description"] == "Replace belts, AHU-4"
+    assert rig.sql_rows()["1005"]["assigned_to"] == "GARCIA"
+    assert output_metadata(result)["applied"] == 2
+
+
+def test_a_transient_write_error_that_persists_fails_after_the_retries(
+    rig: SyncRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run_job(rig).success
+    sql_before, maximo_before = edit_both(rig)
+    fail_maximo_updates(rig, monkeypatch, attempts=None)
+    result = run_job(rig)
+    assert not result.success
+    steps = [e.event_type_value for e in result.all_events if e.step_key == OP]
+    assert steps.count("STEP_UP_FOR_RETRY") == 2  # retry.max_retries of the rig
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    error = failure.step_failure_data.error
+    assert error is not None and "503" in error.message and "after 2 retries" in error.message
+    runs = list_runs(rig.state, sync_name=SYNC)
+    assert list(runs["status"]) == ["rolled_back"] * 3 + ["succeeded"]
+    assert (rig.sql_rows(), rig.maximo_rows()) == (sql_before, maximo_before)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -27,6 +28,7 @@ from integration_platform.sync import (
     list_runs,
     platform_id_of,
     record_history,
+    resolution_counts,
     resolve_conflict,
     show_conflict,
 )
@@ -364,6 +366,8 @@ def test_failure_on_the_nth_write_rolls_both_systems_back(pg_systems: Systems) -
     report = systems.engine(maximo=adapter).run()
     assert report.status == "rolled_back"
     assert "write" in report.cause and "503" in report.cause
+    # A transient cause: the job may run it again (the rollback restored both systems).
+    assert (report.cause_type, report.retryable) == ("ServerError", True)
     # Three records were written: one in the SQL transaction, two in Maximo (compensated).
     assert report.counts["rolled_back"] == 3
     # Both systems hold exactly what they held before the run.
@@ -453,7 +457,7 @@ def test_manual_conflict_waits_in_the_queue_and_is_applied_next_run(systems: Sys
         note="two-person job",
     )
     applied = engine.run()
-    assert applied.counts["applied"] == 2
+    assert applied.counts["applied"] == 2 and applied.counts["resolved_manually"] == 1
     assert systems.maximo_rows()["1002"]["lead"] == "GARCIA/BROWN"
     assert systems.sql_rows()["1002"]["assigned_to"] == "GARCIA/BROWN"
     done = show_conflict(systems.state, conflict.id)
@@ -467,7 +471,15 @@ def test_manual_conflict_waits_in_the_queue_and_is_applied_next_run(systems: Sys
     line = history.iloc[-1]
     assert (line["resolved_by"], line["strategy"]) == ("maria.lopez", "manual")
     assert line["conflict_note"] == "two-person job"
-    assert engine.run().counts["applied"] == 0
+    after = engine.run()
+    assert after.counts["applied"] == after.counts["resolved_manually"] == 0
+    runs = list_runs(systems.state, sync_name="maximo_plant_work_orders")
+    assert list(runs["resolved_manually"]) == [0, 1, 0, 0, 0, 0]  # newest first
+    # One conflict found, none decided by policy, one decided by a person.
+    counts = resolution_counts(systems.state, sync_name="maximo_plant_work_orders")
+    assert (counts.conflicts_found, counts.auto_resolved, counts.resolved_manually) == (1, 0, 1)
+    assert counts.auto_resolution_rate_pct == 0.0 and counts.by_strategy["manual"] == 2
+    assert resolution_counts(systems.state, sync_name="other").auto_resolution_rate_pct == 100.0
 
 
 def _sql_id(systems: Systems, wonum: str) -> int:
@@ -626,3 +638,220 @@ def test_a_created_work_order_is_cancelled_on_rollback_and_reused_by_the_next_ru
     )
     assert "rolled-back run had created and cancelled" in history.iloc[-1]["reason"]
     assert engine.run().counts["applied"] == 0
+
+
+def _insert_unnumbered(systems: Systems, *titles: str) -> list[int]:
+    """Plant rows without a work-order number, as a planner entering a request would."""
+    with systems.sql.begin() as connection:
+        return [
+            connection.execute(
+                sa.text(
+                    "INSERT INTO plant_work_orders (title, status, priority) VALUES"
+                    " (:t, 'scheduled', 'high') RETURNING id"
+                ),
+                {"t": title},
+            ).scalar_one()
+            for title in titles
+        ]
+
+
+def test_a_number_maximo_assigns_on_create_is_written_back_in_the_same_run(
+    systems: Systems,
+) -> None:
+    engine = synced(systems)
+    numbers_before = set(systems.maximo_rows())
+    first, second = _insert_unnumbered(
+        systems, "Check vibration, pump P-9", "Replace V-belts, fan F-2"
+    )
+    report = engine.run()
+    assert report.status == "succeeded", report.cause
+    # Two creates in Maximo (numbered there) and two updates of the plant rows.
+    assert report.counts["applied"] == 4
+    maximo, plant = systems.maximo_rows(), systems.sql_rows(with_times=True)
+    new = set(maximo) - numbers_before
+    assert len(new) == 2 and set(plant) == set(maximo)  # both carry the same numbers
+    by_id = {row["id"]: number for number, row in plant.items()}
+    assert maximo[by_id[first]]["description"] == "Check vibration, pump P-9"
+    assert maximo[by_id[second]]["description"] == "Replace V-belts, fan F-2"
+    # The audit says where the number came from.
+    history = record_history(
+        systems.state, entity="work_order", system="plant_db", external_id=str(first)
+    )
+    line = history[history["strategy"] == "assigned_key"].iloc[-1]
+    assert (line["field"], line["old_value"], line["new_value"]) == (
+        "external_id",
+        None,
+        by_id[first],
+    )
+    assert (line["source_system"], line["target_system"]) == ("maximo", "plant_db")
+    assert "maximo assigned external_id" in line["reason"]
+    # Written back, nothing echoes: the next runs change nothing.
+    plant = systems.sql_rows(with_times=True)
+    assert engine.run().counts["applied"] == 0
+    assert engine.run().counts["applied"] == 0
+    assert systems.sql_rows(with_times=True) == plant
+
+
+def test_a_written_back_number_is_rolled_back_with_the_run(pg_systems: Systems) -> None:
+    systems = pg_systems
+    engine = synced(systems)
+    (row_id,) = _insert_unnumbered(systems, "Check vibration, pump P-9")
+    systems.edit_maximo("1005", lead="GARCIA")  # written first, in the same transaction
+
+    class FailingPlant(SqlTableAdapter):
+        """The plant database fails the write-back of the number."""
+
+        def update(self, external_id: str, changes: Any, **kwargs: Any) -> Any:
+            if "wonum" in changes:
+                raise ServerError(system="plant_db", status=503, detail="injected")
+            return super().update(external_id, changes, **kwargs)
+
+    report = systems.engine(sql=FailingPlant(systems.sql, "plant_work_orders")).run()
+    assert report.status == "rolled_back"
+    plant = systems.sql_rows(with_times=True)
+    # The plant row is as it was (no number); the work order Maximo made is cancelled.
+    assert [n for n, row in plant.items() if row["id"] == row_id] == [None]
+    cancelled = [r for r in systems.maximo_rows().values() if r["status"] == "CAN"]
+    assert [r["description"] for r in cancelled] == ["Check vibration, pump P-9"]
+    assert plant["1005"]["assigned_to"] != "GARCIA"  # rolled back with the transaction
+
+    report = engine.run()
+    assert report.status == "succeeded", report.cause
+    plant = systems.sql_rows(with_times=True)
+    (number,) = [n for n, row in plant.items() if row["id"] == row_id]
+    assert number is not None and systems.maximo_rows()[number]["status"] == "APPR"
+    assert plant["1005"]["assigned_to"] == "GARCIA"
+    assert engine.run().counts["applied"] == 0
+
+
+def test_a_number_an_identity_column_assigns_is_written_back(pg_systems: Systems) -> None:
+    """A system without numbers of its own (in memory, REST-like) and a plant table whose
+    work-order number is an identity column: the number the database assigns on insert is
+    written back to the record it came from."""
+    from integration_platform.sync.adapters.memory import MemoryAdapter
+
+    systems = pg_systems
+    with systems.sql.begin() as connection:
+        connection.execute(
+            sa.text(
+                "CREATE TABLE numbered_orders (id serial PRIMARY KEY, wonum integer GENERATED"
+                " BY DEFAULT AS IDENTITY (START WITH 5000) UNIQUE, title text NOT NULL,"
+                " status text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())"
+            )
+        )
+    fields = {"external_id": "number", "title": "title", "status": "status"}
+    spec = SyncSpec(
+        name="requests_to_plant",
+        entity="work_order",
+        left=SideSpec(
+            system="requests", connection="requests", key_field="id", version_field="rev",
+            modified_field="changed", fields=fields,
+        ),
+        right=SideSpec(
+            system="plant_db", connection="plant_sql", key_field="id",
+            modified_field="updated_at", fields=fields | {"external_id": "wonum"},
+        ),
+        fields=("title", "status"),
+        match_field="external_id",
+    )  # fmt: skip
+    requests = MemoryAdapter(
+        pd.DataFrame(
+            [
+                {
+                    "id": "R1",
+                    "number": None,
+                    "title": "Leaking valve V-3",
+                    "status": "scheduled",
+                    "rev": "r0",
+                    "changed": "2026-03-01T08:00:00Z",
+                },
+            ]
+        )
+    )
+    engine = SyncEngine(
+        spec, requests, SqlTableAdapter(systems.sql, "numbered_orders"), systems.state
+    )
+    report = engine.run()
+    assert report.status == "succeeded", report.cause
+    with systems.sql.connect() as connection:
+        (row,) = connection.execute(sa.text("SELECT wonum, title FROM numbered_orders")).all()
+    assert tuple(row) == (5000, "Leaking valve V-3")
+    assert requests.fetch("R1")["number"] == "5000"
+    written = report.planned.set_index("strategy")
+    assert written.loc["assigned_key", ["system", "new_value"]].tolist() == ["requests", "5000"]
+    history = record_history(
+        systems.state, entity="work_order", system="requests", external_id="R1"
+    )
+    assert list(history["strategy"]) == ["created", "created", "assigned_key"]
+    assert engine.run().counts["applied"] == 0
+
+
+def test_incremental_runs_ask_both_systems_only_for_what_changed(pg_systems: Systems) -> None:
+    import dataclasses
+
+    from integration_platform.sync import ReadPolicy
+
+    systems = pg_systems
+    reads = ReadPolicy(
+        incremental=True, overlap_seconds=2, full_every_runs=None, full_every_hours=None
+    )
+    engine = systems.engine(spec=dataclasses.replace(make_spec(), reads=reads))
+    first = engine.run()
+    assert (first.status, first.read_mode) == ("succeeded", "full")
+    # Everything the first run wrote is newer than what it read: read once more, unchanged.
+    assert engine.run().counts["applied"] == 0
+    # Both systems as after a quiet month, so that the window holds only today's edits.
+    long_ago = datetime(2026, 1, 5, 12, tzinfo=UTC)
+    for record in systems.server.store.all("workorder"):
+        plain = {k: v for k, v in record.items() if not k.startswith("_") and k != "href"}
+        systems.server.put_work_order(plain | {"changedate": seed.maximo_date(long_ago)})
+    with systems.sql.begin() as connection:
+        connection.execute(sa.text("UPDATE plant_work_orders SET updated_at = :t"), {"t": long_ago})
+    rebased = engine.run(full=True)
+    assert (rebased.read_mode, rebased.counts["applied"]) == ("full", 0)
+    total = rebased.counts["records_read"]
+
+    systems.server.requests.clear()
+    systems.edit_maximo("1003", description="Replace filters and belts, AHU-3")
+    systems.edit_sql("1004", title="Chiller CH-1 tube cleaning, both bundles")
+    report = engine.run()
+    assert (report.status, report.read_mode) == ("succeeded", "incremental")
+    # 1003 and 1004 in each system: the changed ones and their partners, read by id.
+    assert report.counts["records_read"] == 4 and total == 2 * len(systems.sql_rows())
+    assert report.counts["applied"] == 2
+    assert systems.sql_rows()["1003"]["title"] == "Replace filters and belts, AHU-3"
+    assert (
+        systems.maximo_rows()["1004"]["description"] == "Chiller CH-1 tube cleaning, both bundles"
+    )
+    wheres = [r.query.get("oslc.where", "") for r in systems.server.requests if r.method == "GET"]
+    assert any("changedate>=" in where for where in wheres)  # the changed ones
+    assert any("wonum in [" in where for where in wheres)  # the partner of plant 1004
+    assert engine.run().counts["applied"] == 0
+
+    # A work order Maximo has had for long, entered in the plant database today: found by
+    # its number although not in the window, paired and not created a second time.
+    old = dict(systems.server.store.get("workorder", _rest_id("1003")) or {})
+    old = {k: v for k, v in old.items() if not k.startswith("_") and k != "href"}
+    systems.server.put_work_order(
+        old | {"wonum": "1090", "changedate": seed.maximo_date(datetime(2026, 1, 2, tzinfo=UTC))}
+    )
+    with systems.sql.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO plant_work_orders (wonum, title, status, priority) VALUES"
+                " ('1090', :t, 'scheduled', 'high')"
+            ),
+            {"t": old["description"]},
+        )
+    report = engine.run()
+    assert report.status == "succeeded", report.cause
+    assert "create" not in set(report.planned["operation"])
+    assert platform_id_of(systems.state, "work_order", "maximo", "BEDFORD/1090") is not None
+    engine.run()  # the new pair's lead (a manual field) settles from the queue
+
+    # An edit stamped before the window is seen only by a full read.
+    systems.edit_sql("1005", title="Backdated edit", at=datetime(2026, 1, 3, tzinfo=UTC))
+    assert engine.run().counts["applied"] == 0
+    report = engine.run(full=True)
+    assert (report.read_mode, report.counts["applied"]) == ("full", 1)
+    assert systems.maximo_rows()["1005"]["description"] == "Backdated edit"

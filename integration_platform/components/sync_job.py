@@ -2,11 +2,12 @@
 
 ``sync_<name>_job`` has one op that builds the two adapters from the connection resources,
 runs :class:`SyncEngine` and reports the run's counts (read, changed, conflicts, decided by
-policy or by a person, applied, rolled back, quarantined) as output metadata. A rolled-back
-run fails the step with the engine's cause. Only a retryable connector error (timeout, 429,
-5xx, connection refused) or another run of the same sync holding its lock asks Dagster to
-retry the step, with a growing delay: a mapping or validation error would fail the same way
-again, so it fails at once.
+policy or by a person, applied, rolled back, quarantined) as output metadata. Only a
+transient cause asks Dagster to retry the step, with a growing delay: a retryable connector
+error (timeout, 429, 5xx, connection refused) during the reads, another run of the same sync
+holding its lock, or a run the engine rolled back because a write hit such an error (the
+rollback left both systems as they were, so a retry is safe). A mapping, validation or
+rejected write would fail the same way again, so it fails the step at once with the cause.
 """
 
 from collections.abc import Iterator
@@ -16,11 +17,7 @@ import dagster as dg
 from pydantic import Field
 
 from integration_platform.components.sync_resolve import SYNC_TAG, ResolvedSync
-from integration_platform.components.sync_status import (
-    audit_metadata,
-    conflict_metadata,
-    resolved_by_person,
-)
+from integration_platform.components.sync_status import audit_metadata, conflict_metadata
 
 GROUP = "sync"
 AUDIT_KEY = dg.AssetKey(["audit", "sync_changes"])
@@ -30,6 +27,7 @@ COUNTS = (
     "records_changed",
     "conflicts",
     "auto_resolved",
+    "resolved_manually",
     "applied",
     "rolled_back",
     "quarantined",
@@ -42,6 +40,11 @@ class SyncRunConfig(dg.Config):
     dry_run: bool | None = Field(
         default=None,
         description="Only plan and report, write nothing; unset: the declaration's dry_run.",
+    )
+    full: bool = Field(
+        default=False,
+        description="Read both systems in full, also when the sync reads incrementally "
+        "(finds deletions and changes whose modified time went backwards).",
     )
 
 
@@ -88,7 +91,7 @@ def execute_sync(
     right = sync.right.build_adapter(getattr(resources, sync.right.resource_key))
     engine = SyncEngine(sync.spec, left, right, state, lake=lake)
     try:
-        report = engine.run(dry_run=dry_run, triggered_by=triggered_by(context))
+        report = engine.run(dry_run=dry_run, triggered_by=triggered_by(context), full=config.full)
     except SyncBusy as exc:
         context.log.warning(str(exc))
         raise _retry(context, sync, None) from exc
@@ -104,17 +107,19 @@ def execute_sync(
             "is it migrated? run `integration-platform db upgrade`"
         ) from exc
     metadata = report_metadata(report)
-    if not report.dry_run and report.ok:
-        metadata["resolved_by_person"] = resolved_by_person(state, report.run_id)
-        metadata["resolved"] = metadata["auto_resolved"] + metadata["resolved_by_person"]
     context.log.info(report.summary())
     for problem in report.problems[:20]:
         context.log.warning(problem)
     if not report.ok:
-        raise dg.Failure(
-            description=f"sync {sync.name} {report.status.replace('_', ' ')}: {report.cause}",
-            metadata=metadata,
-        )
+        description = f"sync {sync.name} {report.status.replace('_', ' ')}: {report.cause}"
+        if report.retryable:
+            if context.retry_number < sync.declaration.retry.max_retries:
+                context.log.warning(
+                    f"{description}; retrying (the rollback left both as they were)"
+                )
+                raise _retry(context, sync, report.retry_after)
+            description += f" (still failing after {context.retry_number} retries)"
+        raise dg.Failure(description=description, metadata=metadata)
     if not report.dry_run:
         yield dg.AssetMaterialization(
             asset_key=sync.conflicts_key,
@@ -140,9 +145,13 @@ def report_metadata(report: Any) -> dict[str, Any]:
         "dry_run": report.dry_run,
         "planned_writes": len(report.planned),
         "auto_resolved_pct": round(float(report.auto_resolved_pct), 2),
+        "read_mode": report.read_mode,
     }
+    metadata["resolved"] = metadata["auto_resolved"] + metadata["resolved_manually"]
     if report.cause:
         metadata["cause"] = report.cause
+        metadata["cause_type"] = report.cause_type or ""
+        metadata["cause_retryable"] = report.retryable
     if report.problems:
         metadata["problems"] = dg.MetadataValue.md("\n".join(f"- {p}" for p in report.problems))
     if report.dry_run and len(report.planned):

@@ -105,6 +105,25 @@ class RetryDeclaration(dg.Model):
     )
 
 
+class ReadsDeclaration(dg.Model):
+    """How runs read the two systems (``ReadPolicy``)."""
+
+    incremental: bool = Field(
+        default=False,
+        description="Read only records changed since the last successful run (both sides need "
+        "a modified_field); full reads still run first, periodically and on request.",
+    )
+    overlap_seconds: float = Field(
+        default=300.0, description="Read this far back before the last run's newest change."
+    )
+    full_every_runs: int | None = Field(
+        default=24, description="Every Nth run reads in full (null: never by count)."
+    )
+    full_every_hours: float | None = Field(
+        default=24.0, description="A full read when the last one is this old (null: never)."
+    )
+
+
 class SyncDeclaration(dg.Model):
     """One sync: an entity kept in step between two systems."""
 
@@ -142,7 +161,14 @@ class SyncDeclaration(dg.Model):
         description="Runs only plan and report (nothing written) unless run config says otherwise.",
     )
     retry: RetryDeclaration = Field(
-        default_factory=RetryDeclaration, description="Retries on retryable connector errors."
+        default_factory=RetryDeclaration,
+        description="Retries of a run that failed, or was rolled back, on a retryable "
+        "connector error.",
+    )
+    reads: ReadsDeclaration = Field(
+        default_factory=ReadsDeclaration,
+        description="Full or incremental reads (incremental, overlap_seconds, full_every_runs, "
+        "full_every_hours).",
     )
 
 

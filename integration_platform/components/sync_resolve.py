@@ -40,6 +40,7 @@ from integration_platform.sync.spec import (
     Direction,
     FieldMap,
     FieldPolicy,
+    ReadPolicy,
     SideSpec,
     Strategy,
     SyncSpec,
@@ -373,6 +374,7 @@ def _resolve_one(
         match_field=sync.match_field,
         default_policy=default_policy or FieldPolicy(),
         policies={k: v for k, v in policies.items() if v is not None},
+        reads=ReadPolicy(**sync.reads.model_dump()),
     )
     for path, message in spec.problems():
         problems.add(_spec_path(at, path, sync), message)

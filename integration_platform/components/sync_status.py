@@ -13,7 +13,7 @@ import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
 
-from integration_platform.state.sync import SyncConflict, SyncRun
+from integration_platform.state.sync import SyncConflict
 
 PREVIEW_ROWS = 20
 
@@ -56,54 +56,20 @@ def conflict_metadata(state: Any, sync_name: str) -> dict[str, Any]:
     }
 
 
-def resolved_by_person(state: Any, run_id: str) -> int:
-    """Conflicts a person decided that the run applied."""
-    table = SyncConflict.__table__
-    query = sa.select(sa.func.count()).where(
-        table.c.applied_run_id == run_id,
-        sa.not_(sa.func.coalesce(table.c.resolved_by, "").like("policy:%")),
-    )
-    with state.engine().connect() as connection:
-        return int(connection.execute(query).scalar() or 0)
-
-
-def resolution_rate(state: Any, sync_name: str | None = None) -> tuple[int, int, float]:
-    """Conflicts found and decided by policy over the succeeded runs, and the share decided
-    automatically in percent (100 when there were none)."""
-    table = SyncRun.__table__
-    query = sa.select(
-        sa.func.coalesce(sa.func.sum(table.c.conflicts), 0),
-        sa.func.coalesce(sa.func.sum(table.c.auto_resolved), 0),
-    ).where(table.c.status == "succeeded")
-    if sync_name is not None:
-        query = query.where(table.c.sync_name == sync_name)
-    with state.engine().connect() as connection:
-        found, automatic = (int(v) for v in connection.execute(query).one())
-    return found, automatic, (100.0 if not found else round(100.0 * automatic / found, 2))
-
-
 def audit_metadata(state: Any, lake: Any = None) -> dict[str, Any]:
     """Metadata of ``audit/sync_changes``: applied changes per strategy, the automatic
     resolution rate, and the Delta table's version."""
     from integration_platform.sync.engine import AUDIT_TABLE
     from integration_platform.sync.history import resolution_counts
 
-    per_strategy = resolution_counts(state)
-    found, automatic, rate = resolution_rate(state)
+    counts = resolution_counts(state)
     metadata: dict[str, Any] = {
-        "changes_total": int(per_strategy["changes"].sum()) if len(per_strategy) else 0,
-        "changes_by_strategy": dg.MetadataValue.json(
-            dict(
-                zip(
-                    per_strategy["strategy"].astype(str),
-                    per_strategy["changes"].astype(int).tolist(),
-                    strict=True,
-                )
-            )
-        ),
-        "conflicts_found": found,
-        "conflicts_auto_resolved": automatic,
-        "auto_resolution_rate_pct": rate,
+        "changes_total": counts.changes_total,
+        "changes_by_strategy": dg.MetadataValue.json(counts.by_strategy),
+        "conflicts_found": counts.conflicts_found,
+        "conflicts_auto_resolved": counts.auto_resolved,
+        "conflicts_resolved_manually": counts.resolved_manually,
+        "auto_resolution_rate_pct": counts.auto_resolution_rate_pct,
     }
     if lake is not None:
         version = lake.version(list(AUDIT_TABLE))

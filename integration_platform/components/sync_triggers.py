@@ -1,9 +1,9 @@
 """Webhook triggers: a sensor that starts a sync when the inbox receives events for it.
 
 The events that count are the inbox rows (``maintenance_event_hooks``) of the sync's entity
-from the declared webhook sources, in the declared statuses. The sync itself reads both
-systems in full, so an event only says *when* to run, and what has to hold is: every event
-that commits is followed by a run that starts after it.
+from the declared webhook sources, in the declared statuses. The sync itself reads what
+changed in both systems (in full or incrementally), so an event only says *when* to run, and
+what has to hold is: every event that commits is followed by a run that starts after it.
 
 Neither the id nor ``received_at`` is a safe high-water mark: both are handed out before the
 receiver's transaction commits, and transactions commit out of order (RELIABILITY.md,

@@ -92,7 +92,13 @@ class SyncRun(Base):
     applied: Mapped[int] = mapped_column(default=0, server_default="0")
     rolled_back: Mapped[int] = mapped_column(default=0, server_default="0")
     quarantined: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Conflicts a person resolved whose decision the run applied.
+    resolved_manually: Mapped[int] = mapped_column(default=0, server_default="0")
     cause: Mapped[str | None] = mapped_column(sa.Text)
+    # "full" or "incremental"; the high-water mark of each system's modified time among the
+    # records read ({system: ISO-8601}), where the next incremental read starts (less overlap).
+    read_mode: Mapped[str | None] = mapped_column(sa.String(16))
+    high_water: Mapped[dict[str, Any] | None] = mapped_column()
     # Who or what started the run (Dagster run id, "cli", ...), free text.
     triggered_by: Mapped[str | None] = mapped_column(sa.String(200))
 

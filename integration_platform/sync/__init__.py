@@ -16,6 +16,7 @@ See ``docs/sync.md``.
 
 from integration_platform.sync.engine import SyncEngine, SyncReport, SyncRunFailed
 from integration_platform.sync.history import (
+    ResolutionCounts,
     list_runs,
     platform_id_of,
     record_history,
@@ -35,6 +36,7 @@ from integration_platform.sync.spec import (
     Direction,
     FieldMap,
     FieldPolicy,
+    ReadPolicy,
     SideSpec,
     Strategy,
     SyncSpec,
@@ -52,6 +54,8 @@ __all__ = [
     "Direction",
     "FieldMap",
     "FieldPolicy",
+    "ReadPolicy",
+    "ResolutionCounts",
     "SideSpec",
     "Strategy",
     "SyncBusy",

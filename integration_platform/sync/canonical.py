@@ -97,7 +97,9 @@ def read_side(
             column = mapped
         data[name] = column
     canonical = pd.DataFrame(data, index=raw.index)
-    outcome = validate_rows(canonical, subset_model(spec.model, fields))
+    outcome = validate_rows(
+        _key_to_assign(canonical, spec.match_field), subset_model(spec.model, fields)
+    )
     for position, field, reason in zip(
         outcome.rejected.index,
         outcome.rejected[REJECT_FIELD],
@@ -142,6 +144,16 @@ def read_side(
         run_id=run_id,
     )
     return SideRecords(side.system, valid, kept_raw, quarantine)
+
+
+def _key_to_assign(canonical: pd.DataFrame, match: str | None) -> pd.DataFrame:
+    """The frame to validate: an empty match value is allowed (stood in for), because it is
+    the other system's to assign when the sync creates the record there (Maximo numbering a
+    work order, an identity column); the engine writes the number back."""
+    if not match or match not in canonical.columns or not canonical[match].isna().any():
+        return canonical
+    column = canonical[match].astype(object)
+    return canonical.assign(**{match: column.where(column.notna(), "(to be assigned)")})
 
 
 def to_side_values(

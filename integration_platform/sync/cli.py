@@ -64,6 +64,11 @@ def _add_sync(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[t
         "defs/)",
     )
     run.add_argument("--dry-run", action="store_true", help="plan and print; write nothing")
+    run.add_argument(
+        "--full",
+        action="store_true",
+        help="read both systems in full, also when the sync reads incrementally",
+    )
     run.add_argument("--json", action="store_true", help="print the report as JSON")
     run.set_defaults(handler=run_sync)
 
@@ -162,7 +167,7 @@ def run_sync(args: argparse.Namespace) -> int:
     engine = SyncEngine(sync.spec, left, right, StateDatabase(), lake=DeltaLake())
     with _progress(quiet=args.json), _state_errors():
         try:
-            report = engine.run(dry_run=args.dry_run, triggered_by=f"cli {_user()}")
+            report = engine.run(dry_run=args.dry_run, triggered_by=f"cli {_user()}", full=args.full)
         except SyncBusy as exc:
             print(exc, file=sys.stderr)
             return 1
@@ -220,7 +225,15 @@ def run_runs(args: argparse.Namespace) -> int:
         print("no sync runs yet" + (f" for {args.sync}" if args.sync else ""))
         return 0
     columns = ["run_id", "sync_name", "status", "started_at", "records_read", "records_changed"]
-    columns += ["conflicts", "auto_resolved", "applied", "rolled_back", "quarantined", "cause"]
+    columns += [
+        "conflicts",
+        "auto_resolved",
+        "resolved_manually",
+        "applied",
+        "rolled_back",
+        "quarantined",
+        "cause",
+    ]
     _table(runs, columns)
     return 0
 
@@ -528,6 +541,7 @@ def _report_json(report: Any) -> dict[str, Any]:
         "run_id": report.run_id,
         "sync": report.sync_name,
         "status": report.status,
+        "read_mode": report.read_mode,
         "dry_run": report.dry_run,
         "cause": report.cause,
         "counts": report.counts,

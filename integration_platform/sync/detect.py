@@ -71,6 +71,8 @@ class Detection:
     changed: dict[str, int] = field(default_factory=dict)
     ambiguous: list[str] = field(default_factory=list)
     settled: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # Conflicts a person resolved whose decision this run applies (or finds already in place).
+    resolved_manually: int = 0
 
     @property
     def unresolved(self) -> pd.DataFrame:
@@ -360,6 +362,9 @@ def detect(
     update_frame = (
         pd.concat(updates, ignore_index=True) if updates else pd.DataFrame(columns=UPDATE_COLUMNS)
     )
+    manual = (
+        set(queue.loc[queue["status"] == "resolved", "id"].astype(int)) if len(queue) else set()
+    )
     touched = both
     touched = touched.union(pd.Index(update_frame["platform_id"].unique()))
     touched = touched.union(pd.Index(new_pairs.index))
@@ -375,6 +380,7 @@ def detect(
         changed={n: int(moved_all[n].sum()) for n in SIDES},
         ambiguous=list(dict.fromkeys(ambiguous)),
         settled=settled,
+        resolved_manually=len(manual.intersection(settled)),
     )
 
 

@@ -4,8 +4,9 @@ A run
 
 1. undoes what an earlier run of the same sync left half done (its process ended mid-run),
    from the durable journal of before-images;
-2. reads both systems in full and maps them to canonical values, quarantining records that
-   do not fit;
+2. reads both systems (in full, or with ``ReadPolicy.incremental`` only what changed since
+   the last run plus what detection needs beside it) and maps them to canonical values,
+   quarantining records that do not fit;
 3. pairs the records, compares each side with its base and decides conflicts by policy
    (``detect``/``resolve``);
 4. applies the writes: transactional targets (SQL) inside one transaction, the others one
@@ -13,7 +14,8 @@ A run
    write fails, the transaction is rolled back and every record already written is restored
    by a compensating write, and the run is marked ``rolled_back`` with the cause. A write
    refused because the record changed meanwhile (HTTP 412, stale rowstamp) is not a failure:
-   the record's fields go to the conflict queue and the rest of the run continues;
+   the record's fields go to the conflict queue and the rest of the run continues. A number
+   the target assigned to a record created there is written back to its source at once;
 5. stores the new bases with the version tokens the targets answered (so the sync's own
    writes are not read back as changes), the cross-references, the conflict queue, the
    audit trail (state database and the Delta table ``audit/sync_changes``) and the run's
@@ -27,6 +29,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+import warnings
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -46,13 +50,14 @@ from integration_platform.sync.canonical import (
 )
 from integration_platform.sync.detect import SIDES, Detection, detect, other, values_differ
 from integration_platform.sync.spec import SyncSpec
-from integration_platform.sync.store import SyncStore
+from integration_platform.sync.store import ReadHistory, SyncStore
 from integration_platform.sync.values import (
     Kind,
     content_hash,
     field_kinds,
     json_records,
     normalize,
+    normalize_column,
     to_json_value,
 )
 
@@ -69,10 +74,11 @@ class SyncRunFailed(RuntimeError):
 
 
 class _RunAborted(Exception):
-    def __init__(self, cause: str, compensated: int) -> None:
+    def __init__(self, cause: str, compensated: int, error: BaseException) -> None:
         super().__init__(cause)
         self.cause = cause
         self.compensated = compensated
+        self.error = error
 
 
 @dataclass
@@ -91,6 +97,7 @@ class PlannedWrite:
     version: str | None
     audit: list[dict[str, Any]]
     revive: bool = False  # an update that takes the place of a create (see _revival)
+    assigned_key: bool = False  # writes back a match value the other system assigned
 
 
 @dataclass
@@ -100,6 +107,11 @@ class SyncReport:
     ``planned``: one row per field write (``platform_id, system, operation, external_id,
     field, old_value, new_value, source_system, strategy, reason``); ``conflicts``: the
     conflicts found, decided or not; ``deletions`` and ``quarantine`` as found.
+
+    For a rolled-back run, ``cause_type`` names the exception behind it and ``retryable``
+    says whether it was transient (a connector error with ``retryable``: connection reset,
+    timeout, 429, 5xx): the rollback left both systems as they were, so running again is safe
+    and may succeed. ``retry_after`` is the server's ``Retry-After``, when it sent one.
     """
 
     run_id: str
@@ -113,6 +125,10 @@ class SyncReport:
     quarantine: pd.DataFrame
     cause: str | None = None
     problems: list[str] = field(default_factory=list)
+    cause_type: str | None = None
+    retryable: bool = False
+    retry_after: float | None = None
+    read_mode: str = "full"
 
     @property
     def ok(self) -> bool:
@@ -132,7 +148,8 @@ class SyncReport:
 
     def summary(self) -> str:
         counts = ", ".join(f"{k} {v}" for k, v in self.counts.items())
-        text = f"sync {self.sync_name} run {self.run_id}: {self.status} ({counts})"
+        text = f"sync {self.sync_name} run {self.run_id}: {self.status} "
+        text += f"({self.read_mode} read, {counts})"
         return text + (f"; cause: {self.cause}" if self.cause else "")
 
 
@@ -165,18 +182,27 @@ class SyncEngine:
 
     # -- the run ------------------------------------------------------------------------------
 
-    def run(self, *, dry_run: bool = False, triggered_by: str | None = None) -> SyncReport:
+    def run(
+        self, *, dry_run: bool = False, triggered_by: str | None = None, full: bool = False
+    ) -> SyncReport:
         """One run; see the module docstring. Returns the report (``raise_for_status()`` to
-        turn a rolled-back or failed run into an exception)."""
+        turn a rolled-back or failed run into an exception). ``full``: read both systems in
+        full even when the spec reads incrementally (see :class:`ReadPolicy`)."""
         spec = self.spec
         run_id = uuid.uuid4().hex
         with self.store.run_lock(spec.name):
             if not dry_run:
                 self.recover()
                 self.store.start_run(run_id, spec.name, spec.entity, triggered_by)
+            read_info: dict[str, Any] = {"read_mode": "full", "high_water": None}
             try:
-                reads = {n: self._read(n, run_id) for n in SIDES}
-                found = self._detect(reads)
+                history = self.store.read_history(spec.name)
+                since, why = self._read_plan(full, history)
+                read_info["read_mode"] = "full" if since is None else "incremental"
+                log.info("sync %s: %s", spec.name, why)
+                reads, xrefs, queue, pids = self._gather(run_id, since)
+                read_info["high_water"] = self._high_water(reads, history)
+                found = self._detect(reads, xrefs, queue, pids)
                 writes, problems = self._plan(found, reads)
                 problems += [
                     f"{record}: its {spec.match_field} is held by more than one record (or by "
@@ -185,7 +211,9 @@ class SyncEngine:
                 ]
             except Exception as exc:
                 if not dry_run:
-                    self.store.finish_run(run_id, status="failed", cause=_cause(exc))
+                    self.store.finish_run(
+                        run_id, status="failed", cause=_cause(exc), read_mode=read_info["read_mode"]
+                    )
                 raise
             quarantine = pd.concat([reads[n].quarantine for n in SIDES], ignore_index=True)
             conflicts = found.conflicts
@@ -195,12 +223,15 @@ class SyncEngine:
                 "records_changed": len({w.platform_id for w in writes}),
                 "conflicts": int(new.sum()),
                 "auto_resolved": int((new & conflicts["resolved"].astype(bool)).sum()),
+                "resolved_manually": 0,
                 "applied": 0,
                 "rolled_back": 0,
                 "quarantined": len(quarantine),
             }
 
-            def report(status: str, cause: str | None = None) -> SyncReport:
+            def report(
+                status: str, cause: str | None = None, error: BaseException | None = None
+            ) -> SyncReport:
                 return SyncReport(
                     run_id=run_id,
                     sync_name=spec.name,
@@ -213,6 +244,10 @@ class SyncEngine:
                     quarantine=quarantine,
                     cause=cause,
                     problems=problems,
+                    cause_type=None if error is None else type(error).__name__,
+                    retryable=bool(getattr(error, "retryable", False)),
+                    retry_after=getattr(error, "retry_after", None),
+                    read_mode=read_info["read_mode"],
                 )
 
             if dry_run:
@@ -221,36 +256,205 @@ class SyncEngine:
             log.info("sync %s: %d writes planned, %d new conflicts", spec.name, len(writes),
                      counts["conflicts"])  # fmt: skip
             try:
-                results, stale = self._apply(run_id, writes)
+                results, stale = self._apply(run_id, writes, found, reads)
             except _RunAborted as aborted:
                 counts["rolled_back"] = aborted.compensated
-                self.store.finish_run(run_id, status="rolled_back", cause=aborted.cause, **counts)
+                self.store.finish_run(
+                    run_id,
+                    status="rolled_back",
+                    cause=aborted.cause,
+                    read_mode=read_info["read_mode"],
+                    **counts,
+                )
                 log.error("sync %s rolled back: %s", spec.name, aborted.cause)
-                return report("rolled_back", aborted.cause)
+                return report("rolled_back", aborted.cause, aborted.error)
             counts["applied"] = len(results)
-            audit = self._commit(run_id, found, writes, results, stale, counts)
+            counts["resolved_manually"] = found.resolved_manually
+            audit = self._commit(run_id, found, writes, results, stale, counts | read_info)
             self._audit_to_lake(audit, run_id)
             log.info("sync %s: %s", spec.name, counts)
             return report("succeeded")
 
     # -- reading and deciding -----------------------------------------------------------------
 
-    def _read(self, name: str, run_id: str) -> SideRecords:
-        adapter, side = self.adapters[name], self.sides[name]
-        raw = adapter.read()
-        ids = adapter.external_ids(raw) if len(raw) else pd.Series([], dtype="string")
-        return read_side(raw, side, self.spec, self.kinds, ids, run_id=run_id)
+    def _read_plan(
+        self, full: bool, history: ReadHistory | None
+    ) -> tuple[dict[str, datetime] | None, str]:
+        """Where each side's read starts (None: a full read), and why."""
+        policy = self.spec.reads
+        if full:
+            return None, "full read (asked for)"
+        if not policy.incremental:
+            return None, "full read"
+        unable = [
+            self.sides[n].system
+            for n in SIDES
+            if not self.sides[n].modified_field or not self.adapters[n].supports_since
+        ]
+        if unable:
+            return None, f"full read ({', '.join(unable)} cannot be read by modified time)"
+        systems = [self.sides[n].system for n in SIDES]
+        if history is None or any(not history.high_water.get(s) for s in systems):
+            return None, "full read (no earlier successful run to continue from)"
+        if policy.full_every_runs and history.incremental_runs + 1 >= policy.full_every_runs:
+            return None, f"full read (every {policy.full_every_runs} runs)"
+        if policy.full_every_hours and history.last_full_at is not None:
+            age = pd.Timestamp.now(tz="UTC") - pd.Timestamp(history.last_full_at)
+            if age >= pd.Timedelta(hours=policy.full_every_hours):
+                return None, f"full read (the last one is older than {policy.full_every_hours} h)"
+        overlap = pd.Timedelta(seconds=policy.overlap_seconds)
+        since = {
+            n: (pd.Timestamp(history.high_water[self.sides[n].system]) - overlap).to_pydatetime()
+            for n in SIDES
+        }
+        described = ", ".join(f"{self.sides[n].system} since {since[n].isoformat()}" for n in SIDES)
+        return since, f"incremental read ({described})"
 
-    def _detect(self, reads: Mapping[str, SideRecords]) -> Detection:
+    def _gather(
+        self, run_id: str, since: Mapping[str, datetime] | None
+    ) -> tuple[dict[str, SideRecords], pd.DataFrame, pd.DataFrame, set[str] | None]:
+        """Read both sides: everything, or (``since``) what changed plus what detection
+        needs beside it. Returns the reads, the cross-references and the conflict queue
+        detection needs, and the platform ids whose bases it needs (None: all)."""
         spec = self.spec
-        systems = [spec.left.system, spec.right.system]
+        systems = {n: self.sides[n].system for n in SIDES}
+        queue = self.store.queue(spec.name)
+        if since is None:
+            raws = {n: self.adapters[n].read() for n in SIDES}
+            xrefs = self.store.xrefs(spec.entity, list(systems.values()))
+            return self._map(raws, run_id), xrefs, queue, None
+        raws = {n: self.adapters[n].read(since=since[n]) for n in SIDES}
+        ids = {n: self._ids(n, raws[n]) for n in SIDES}
+        known = self.store.linked_xrefs(
+            spec.entity, external_ids={systems[n]: ids[n] for n in SIDES}
+        )
+        wanted = set(known["platform_id"]) | set(queue["platform_id"].astype(str))
+        linked = self.store.linked_xrefs(
+            spec.entity, platform_ids=wanted, systems=list(systems.values())
+        )
+        linked = linked[~linked["retired"].astype(bool)]
+        extra: dict[str, list[pd.DataFrame | None]] = {n: [] for n in SIDES}
+        for name in SIDES:
+            adapter, source = self.adapters[name], other(name)
+            # The partners of the records read on the other side, and queued records.
+            missing = set(linked.loc[linked["system"] == systems[name], "external_id"])
+            missing -= set(ids[name])
+            if missing:
+                extra[name].append(adapter.read_ids(missing))
+            # Records holding the match value of a record seen for the first time.
+            new = ~ids[source].isin(
+                set(known.loc[known["system"] == systems[source], "external_id"])
+            )
+            values = self._match_values(source, raws[source][new.to_numpy()], name)
+            if values:
+                field_name = self.sides[name].field_map(str(spec.match_field)).field
+                extra[name].append(adapter.read_matching(field_name, values))
+        for name in SIDES:
+            if any(frame is None for frame in extra[name]):
+                log.info("sync %s: %s reads in full (it cannot select records)", spec.name,
+                         systems[name])  # fmt: skip
+                raws[name] = self.adapters[name].read()
+                continue
+            frames = [raws[name], *(f for f in extra[name] if f is not None and len(f))]
+            frames = [f for f in frames if len(f)] or frames[:1]
+            if len(frames) > 1:
+                with warnings.catch_warnings():
+                    # A column empty in one part takes its type from the others: wanted.
+                    warnings.simplefilter("ignore", FutureWarning)
+                    frame = pd.concat(frames, ignore_index=True)
+                raws[name] = frame[~self._ids(name, frame).duplicated().to_numpy()]
+        ids = {n: self._ids(n, raws[n]) for n in SIDES}
+        xrefs = self.store.linked_xrefs(
+            spec.entity, external_ids={systems[n]: ids[n] for n in SIDES}
+        )
+        pids = set(xrefs["platform_id"]) | set(queue["platform_id"].astype(str))
+        more = self.store.linked_xrefs(
+            spec.entity, platform_ids=pids, systems=list(systems.values())
+        )
+        xrefs = pd.concat([xrefs, more], ignore_index=True).drop_duplicates(
+            ["system", "external_id"], ignore_index=True
+        )
+        return self._map(raws, run_id), xrefs, queue, pids | set(xrefs["platform_id"])
+
+    def _ids(self, name: str, raw: pd.DataFrame) -> pd.Series:
+        if not len(raw):
+            return pd.Series([], dtype=object)
+        return self.adapters[name].external_ids(raw).astype(object)
+
+    def _match_values(self, source: str, raw: pd.DataFrame, target: str) -> list[Any]:
+        """The match values of ``raw`` (records of ``source``) as ``target`` stores them."""
+        match = self.spec.match_field
+        if not match or not len(raw):
+            return []
+        rule = self.sides[source].field_map(match)
+        if rule.field not in raw.columns:
+            return []
+        values = raw[rule.field].dropna()
+        table = rule.read_table()
+        if table is not None:
+            values = values.astype(str).map(table).dropna()
+        out = []
+        for value in normalize_column(values.astype(object), self.kinds[match]).dropna().unique():
+            try:
+                converted = to_side_values(self.sides[target], {match: value}, self.kinds)
+            except ValueError:
+                continue
+            out.extend(v for v in converted.values() if v is not None)
+        return out
+
+    def _map(self, raws: Mapping[str, pd.DataFrame], run_id: str) -> dict[str, SideRecords]:
+        return {
+            n: read_side(
+                raws[n].reset_index(drop=True),
+                self.sides[n],
+                self.spec,
+                self.kinds,
+                self._ids(n, raws[n]).astype("string")
+                if len(raws[n])
+                else pd.Series([], dtype="string"),
+                run_id=run_id,
+            )
+            for n in SIDES
+        }
+
+    def _high_water(
+        self, reads: Mapping[str, SideRecords], history: ReadHistory | None
+    ) -> dict[str, str]:
+        """Per system, the newest modified time read so far (this run or an earlier one)."""
+        marks = dict(history.high_water) if history is not None else {}
+        for name in SIDES:
+            side = self.sides[name]
+            raw = reads[name].raw
+            if not side.modified_field or side.modified_field not in raw.columns:
+                continue
+            newest = pd.to_datetime(
+                raw[side.modified_field], utc=True, errors="coerce", format="ISO8601"
+            ).max()
+            if pd.isna(newest):
+                continue
+            before = marks.get(side.system)
+            if before is None or newest > pd.Timestamp(before):
+                marks[side.system] = newest.isoformat()
+        return marks
+
+    def _detect(
+        self,
+        reads: Mapping[str, SideRecords],
+        xrefs: pd.DataFrame,
+        queue: pd.DataFrame,
+        pids: set[str] | None,
+    ) -> Detection:
+        spec = self.spec
         return detect(
             spec,
             reads["left"],
             reads["right"],
-            xrefs=self.store.xrefs(spec.entity, systems),
-            bases={n: self.store.bases(spec.name, self.sides[n].system, self.kinds) for n in SIDES},
-            queue=self.store.queue(spec.name),
+            xrefs=xrefs,
+            bases={
+                n: self.store.bases(spec.name, self.sides[n].system, self.kinds, platform_ids=pids)
+                for n in SIDES
+            },
+            queue=queue,
             kinds=self.kinds,
             new_ids=lambda n: [self._new_id() for _ in range(n)],
         )
@@ -423,9 +627,19 @@ class SyncEngine:
     # -- applying -----------------------------------------------------------------------------
 
     def _apply(
-        self, run_id: str, writes: list[PlannedWrite]
+        self,
+        run_id: str,
+        writes: list[PlannedWrite],
+        found: Detection | None = None,
+        reads: Mapping[str, SideRecords] | None = None,
     ) -> tuple[dict[int, WriteResult], dict[int, Conflict]]:
-        """Make the writes as one unit; returns results and refused (stale) writes by seq."""
+        """Make the writes as one unit; returns results and refused (stale) writes by seq.
+
+        A create answered with a match value the target assigned itself (Maximo numbering a
+        work order, an identity column) is followed at once by an update of the source
+        record to that value (appended to ``writes``): part of the same unit, so rolled back
+        with it.
+        """
         transactional = [w for w in writes if self.adapters[w.target].transactional]
         journaled = [w for w in writes if not self.adapters[w.target].transactional]
         entry_ids = dict(
@@ -441,16 +655,19 @@ class SyncEngine:
         for name in open_tx:
             self.adapters[name].begin()
         done: list[PlannedWrite] = []
+        pending = deque([*transactional, *journaled])
         try:
-            for write in [*transactional, *journaled]:
+            while pending:
+                write = pending.popleft()
                 entry = entry_ids.get(write.seq)
                 try:
                     result = self._write(write)
                 except Conflict as exc:
-                    stale[write.seq] = exc
                     if entry is not None:
                         self.store.mark(entry, "skipped", error=str(exc))
                     log.warning("sync %s: %s", self.spec.name, exc)
+                    if not write.assigned_key:  # the created record itself stays paired
+                        stale[write.seq] = exc
                     continue
                 except Exception as exc:
                     if entry is not None:
@@ -465,7 +682,22 @@ class SyncEngine:
                         external_id=result.external_id,
                         version_after=result.version,
                     )
-            for name in open_tx:
+                follow = None
+                if found is not None and reads is not None:
+                    follow = self._assigned_key(write, result, found, reads, len(writes) + 1)
+                if follow is None:
+                    continue
+                writes.append(follow)
+                if self.adapters[follow.target].transactional:
+                    if follow.target not in open_tx:
+                        self.adapters[follow.target].begin()
+                        open_tx = open_tx | {follow.target}
+                else:
+                    (entry_ids[follow.seq],) = self.store.journal(
+                        [self._journal_row(run_id, follow)]
+                    )
+                pending.appendleft(follow)
+            for name in list(open_tx):
                 self.adapters[name].commit()
                 open_tx = open_tx - {name}
         except Exception as exc:
@@ -473,7 +705,7 @@ class SyncEngine:
                 self.adapters[name].rollback()
             cause = f"write {len(done) + len(stale) + 1} of {len(writes)} failed: {_cause(exc)}"
             undone = self._compensate([w for w in done if w.seq in entry_ids], results, entry_ids)
-            raise _RunAborted(cause, len(done) - undone.failed) from exc
+            raise _RunAborted(cause, len(done) - undone.failed, exc) from exc
         except BaseException:
             # The process is going away (interrupt, exit): an open transaction is dropped,
             # journaled writes are left for the next run to undo.
@@ -481,6 +713,73 @@ class SyncEngine:
                 self.adapters[name].rollback()
             raise
         return results, stale
+
+    def _assigned_key(
+        self,
+        write: PlannedWrite,
+        result: WriteResult,
+        found: Detection,
+        reads: Mapping[str, SideRecords],
+        seq: int,
+    ) -> PlannedWrite | None:
+        """The update that gives the source record the match value the target assigned to
+        the record created from it, or None when both already carry the same value."""
+        match = self.spec.match_field
+        source = other(write.target)
+        if not match or write.operation != "create" or write.revive:
+            return None
+        if not self.spec.writes_to(source) or not result.record:
+            return None
+        rule = self.sides[write.target].field_map(match)
+        if rule.field not in result.record:
+            return None
+        raw = result.record[rule.field]
+        planned = write.canonical.get(match)
+        if raw is None or (_plain(planned) is not None and str(raw) == str(_plain(planned))):
+            return None  # the usual case, decided without pandas: the value sent was kept
+        table = rule.read_table()
+        if table is not None and raw is not None:
+            raw = table.get(str(raw), raw)
+        assigned = normalize_column(pd.Series([raw], dtype=object), self.kinds[match]).iloc[0]
+        if _plain(assigned) is None or not values_differ(planned, assigned):
+            return None
+        side = self.sides[source]
+        record = found.records[source].loc[write.platform_id]
+        external_id = str(record[EXTERNAL_ID])
+        try:
+            changes = to_side_values(side, {match: assigned}, self.kinds)
+        except ValueError as exc:
+            log.warning("sync %s: %s record %s: %s", self.spec.name, side.system, external_id, exc)
+            return None
+        raw_source = reads[source].raw.loc[external_id]
+        origin = write.system
+        return PlannedWrite(
+            seq=seq,
+            target=source,
+            system=side.system,
+            platform_id=write.platform_id,
+            operation="update",
+            external_id=external_id,
+            changes=changes,
+            canonical={match: assigned},
+            before={name: _plain(raw_source.get(name)) for name in changes},
+            version=None if _plain(record[VERSION]) is None else str(record[VERSION]),
+            audit=[
+                {
+                    "field": match,
+                    "old_value": to_json_value(planned),
+                    "new_value": to_json_value(assigned),
+                    "source_system": origin,
+                    "strategy": "assigned_key",
+                    "resolved_by": None,
+                    "reason": f"{origin} assigned {match} {to_json_value(assigned)!r} to the "
+                    f"record the sync created there ({result.external_id}); written back so "
+                    "both systems carry the same key",
+                    "conflict_id": None,
+                }
+            ],
+            assigned_key=True,
+        )
 
     def _write(self, write: PlannedWrite) -> WriteResult:
         adapter = self.adapters[write.target]
@@ -660,7 +959,7 @@ class SyncEngine:
         writes: list[PlannedWrite],
         results: Mapping[int, WriteResult],
         stale: Mapping[int, Conflict],
-        counts: Mapping[str, int],
+        counts: Mapping[str, Any],
     ) -> list[dict[str, Any]]:
         spec = self.spec
         now = pd.Timestamp.now(tz="UTC").to_pydatetime()
@@ -693,12 +992,16 @@ class SyncEngine:
         values = {n: records[n][records[n].index.isin(touched)].copy() for n in SIDES}
         written: dict[str, dict[str, tuple[list[str], list[Any]]]] = {n: {} for n in SIDES}
         created: dict[str, list[tuple[str, str, str | None]]] = {n: [] for n in SIDES}
+        assigned: list[tuple[str, str, Any, str | None]] = []
         for write in writes:
             result = results.get(write.seq)
             if result is None or write.platform_id in stale_pids:
                 continue
             target, pid = write.target, write.platform_id
             xref(target, pid, result.external_id, result.version)
+            if write.assigned_key:
+                assigned.append((target, pid, write.canonical[spec.match_field], result.version))
+                continue
             if write.operation == "create" or write.revive:
                 created[target].append((pid, result.external_id, result.version))
                 source = records[other(target)]
@@ -722,6 +1025,13 @@ class SyncEngine:
                 source = source[~source.index.isin(values[other(name)].index)]
                 values[other(name)] = pd.concat([values[other(name)], source])
                 values[name] = pd.concat([frame, rows])
+        for target, pid, key, version in assigned:  # both sides now carry the assigned key
+            for name in SIDES:
+                if pid in values[name].index:
+                    values[name][spec.match_field] = values[name][spec.match_field].astype(object)
+                    values[name].at[pid, spec.match_field] = key
+            if version is not None and pid in values[target].index:
+                values[target].at[pid, VERSION] = version
         bases = []
         fields = list(self.kinds)
         for name in SIDES:

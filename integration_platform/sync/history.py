@@ -8,6 +8,7 @@ stood at any earlier moment.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -45,9 +46,11 @@ RUN_COLUMNS = [
     "records_changed",
     "conflicts",
     "auto_resolved",
+    "resolved_manually",
     "applied",
     "rolled_back",
     "quarantined",
+    "read_mode",
     "cause",
     "triggered_by",
 ]
@@ -126,12 +129,51 @@ def list_runs(state: Any, *, sync_name: str | None = None, limit: int = 50) -> p
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
-def resolution_counts(state: Any, *, sync_name: str | None = None) -> pd.DataFrame:
-    """Applied changes per strategy (the automatic resolution rate is in ``sync_runs``)."""
+@dataclass(frozen=True)
+class ResolutionCounts:
+    """How the changes of the succeeded runs were decided.
+
+    ``by_strategy``: applied field changes per strategy (``changed``, ``created``,
+    ``source_priority``, ``manual``...); ``conflicts_found``: conflicts the runs found;
+    ``auto_resolved``: those a policy decided; ``resolved_manually``: decisions of a person
+    the runs applied.
+    """
+
+    by_strategy: dict[str, int]
+    conflicts_found: int
+    auto_resolved: int
+    resolved_manually: int
+
+    @property
+    def changes_total(self) -> int:
+        return sum(self.by_strategy.values())
+
+    @property
+    def auto_resolution_rate_pct(self) -> float:
+        """Share of the conflicts found that a policy decided, in percent (100 when none)."""
+        if not self.conflicts_found:
+            return 100.0
+        return round(100.0 * self.auto_resolved / self.conflicts_found, 2)
+
+
+def resolution_counts(state: Any, *, sync_name: str | None = None) -> ResolutionCounts:
+    """Applied changes per strategy and the automatic resolution rate, over all syncs or one."""
     audit = SyncAuditEntry.__table__
-    query = sa.select(audit.c.strategy, sa.func.count().label("changes")).group_by(audit.c.strategy)
+    runs = SyncRun.__table__
+    per_strategy = sa.select(audit.c.strategy, sa.func.count()).group_by(audit.c.strategy)
+    totals = sa.select(
+        *(sa.func.coalesce(sa.func.sum(runs.c[name]), 0) for name in RESOLUTION_COLUMNS)
+    ).where(runs.c.status == "succeeded")
     if sync_name is not None:
-        query = query.where(audit.c.sync_name == sync_name)
+        per_strategy = per_strategy.where(audit.c.sync_name == sync_name)
+        totals = totals.where(runs.c.sync_name == sync_name)
     with state.engine().connect() as connection:
-        rows = connection.execute(query.order_by(audit.c.strategy)).fetchall()
-    return pd.DataFrame(rows, columns=["strategy", "changes"])
+        by_strategy = {
+            str(strategy): int(n)
+            for strategy, n in connection.execute(per_strategy.order_by(audit.c.strategy))
+        }
+        found, automatic, manual = (int(v) for v in connection.execute(totals).one())
+    return ResolutionCounts(by_strategy, found, automatic, manual)
+
+
+RESOLUTION_COLUMNS = ("conflicts", "auto_resolved", "resolved_manually")

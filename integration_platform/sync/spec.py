@@ -165,6 +165,37 @@ class FieldPolicy:
 
 
 @dataclass(frozen=True)
+class ReadPolicy:
+    """How a run reads the two systems.
+
+    ``incremental``: read only records changed since the last successful run, where both
+    sides have a ``modified_field`` and their adapters can filter on it (else every run is a
+    full read). The start is the newest modified time that run read on each side (the
+    system's own clock) less ``overlap_seconds``, which covers clock skew and writes that
+    commit late. The partners of what was read, records waiting in the conflict queue and
+    records holding a new record's match value are then read by id. A full read still runs
+    on the first run, when asked (``full=True``, ``--full``), after ``full_every_runs - 1``
+    incremental runs and when the last full read is ``full_every_hours`` old: only a full
+    read finds deletions and edits whose modified time went backwards.
+    """
+
+    incremental: bool = False
+    overlap_seconds: float = 300.0
+    full_every_runs: int | None = 24
+    full_every_hours: float | None = 24.0
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = []
+        if self.overlap_seconds < 0:
+            out.append(("reads.overlap_seconds", "give 0 or more seconds"))
+        if self.full_every_runs is not None and self.full_every_runs < 1:
+            out.append(("reads.full_every_runs", "give 1 or more runs (1: every run is full)"))
+        if self.full_every_hours is not None and self.full_every_hours <= 0:
+            out.append(("reads.full_every_hours", "give more than 0 hours"))
+        return out
+
+
+@dataclass(frozen=True)
 class SyncSpec:
     """One sync between two systems for one entity.
 
@@ -183,6 +214,7 @@ class SyncSpec:
     match_field: str | None = None
     default_policy: FieldPolicy = field(default_factory=FieldPolicy)
     policies: Mapping[str, FieldPolicy] = field(default_factory=dict)
+    reads: ReadPolicy = field(default_factory=ReadPolicy)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fields", tuple(self.fields))
@@ -281,6 +313,18 @@ class SyncSpec:
             if name not in self.fields:
                 out.append((f"policies.{name}", f"{name!r} is not one of the synced fields"))
             out.extend(self._policy_problems(f"policies.{name}", policy))
+        out.extend(self.reads.problems())
+        if self.reads.incremental:
+            for label, side in (("left", self.left), ("right", self.right)):
+                if not side.modified_field:
+                    out.append(
+                        (
+                            f"{label}.modified_field",
+                            f"incremental reads need the {side.system} field holding the "
+                            "time a record last changed; name it, or set reads.incremental "
+                            "to false",
+                        )
+                    )
         return out
 
     def validate(self, known_systems: Collection[str] | None = None) -> SyncSpec:

@@ -8,8 +8,10 @@ queue, run counts) is written in one transaction so the state never shows half a
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 import pandas as pd
@@ -36,6 +38,16 @@ class StateLike(Protocol):
     def engine(self) -> sa.Engine: ...
 
     def session(self) -> Any: ...
+
+
+@dataclass(frozen=True)
+class ReadHistory:
+    """What the succeeded runs of a sync read: the newest modified time per system
+    (``{system: ISO-8601}``), the incremental runs since the last full read, and its start."""
+
+    high_water: dict[str, str]
+    incremental_runs: int
+    last_full_at: datetime | None
 
 
 class SyncBusy(RuntimeError):
@@ -102,9 +114,45 @@ class SyncStore:
             rows, columns=["system", "external_id", "platform_id", "retired", "version_token"]
         )
 
-    def bases(self, sync_name: str, system: str, kinds: Mapping[str, Kind]) -> pd.DataFrame:
-        """The sync's bases in ``system``, indexed by platform id: canonical fields (normalized),
-        ``content_hash``, ``version_token`` and ``external_id``."""
+    def linked_xrefs(
+        self,
+        entity: str,
+        *,
+        external_ids: Mapping[str, Collection[str]] | None = None,
+        platform_ids: Collection[str] | None = None,
+        systems: Sequence[str] = (),
+    ) -> pd.DataFrame:
+        """The cross-references of some records only (an incremental run): those of the
+        given ``{system: external ids}`` and those of the given platform ids in ``systems``;
+        the columns of :meth:`xrefs`."""
+        table = SyncXref.__table__
+        columns = ["system", "external_id", "platform_id", "retired", "version_token"]
+        query = sa.select(*(table.c[c] for c in columns)).where(table.c.entity == entity)
+        rows: list[Any] = []
+        with self.state.engine().connect() as connection:
+            for system, ids in (external_ids or {}).items():
+                for chunk in _chunks(sorted(set(ids))):
+                    rows += connection.execute(
+                        query.where(table.c.system == system, table.c.external_id.in_(chunk))
+                    ).fetchall()
+            for chunk in _chunks(sorted(set(platform_ids or ()))):
+                rows += connection.execute(
+                    query.where(table.c.system.in_(list(systems)), table.c.platform_id.in_(chunk))
+                ).fetchall()
+        frame = pd.DataFrame(rows, columns=columns)
+        return frame.drop_duplicates(["system", "external_id"], ignore_index=True)
+
+    def bases(
+        self,
+        sync_name: str,
+        system: str,
+        kinds: Mapping[str, Kind],
+        *,
+        platform_ids: Collection[str] | None = None,
+    ) -> pd.DataFrame:
+        """The sync's bases in ``system`` (only of ``platform_ids`` when given), indexed by
+        platform id: canonical fields (normalized), ``content_hash``, ``version_token`` and
+        ``external_id``."""
         table = SyncBase.__table__
         query = sa.select(
             table.c.platform_id,
@@ -114,7 +162,14 @@ class SyncStore:
             table.c.version_token,
         ).where(table.c.sync_name == sync_name, table.c.system == system)
         with self.state.engine().connect() as connection:
-            rows = connection.execute(query).fetchall()
+            if platform_ids is None:
+                rows = connection.execute(query).fetchall()
+            else:
+                rows = []
+                for chunk in _chunks(sorted(set(platform_ids))):
+                    rows += connection.execute(
+                        query.where(table.c.platform_id.in_(chunk))
+                    ).fetchall()
         index = pd.Index([r[0] for r in rows], name="platform_id", dtype=object)
         frame = frame_from_json([r[2] or {} for r in rows], kinds, index)
         frame["external_id"] = [r[1] for r in rows]
@@ -145,10 +200,40 @@ class SyncStore:
             )
 
     def finish_run(
-        self, run_id: str, *, status: str, cause: str | None = None, **counts: int
+        self, run_id: str, *, status: str, cause: str | None = None, **counts: Any
     ) -> None:
         with self.session() as session:
             _finish(session, run_id, status=status, cause=cause, counts=counts)
+
+    def read_history(self, sync_name: str) -> ReadHistory | None:
+        """Where the next incremental read starts and how long ago the last full read was,
+        from the sync's succeeded runs; None before the first one."""
+        table = SyncRun.__table__
+        succeeded = sa.and_(table.c.sync_name == sync_name, table.c.status == "succeeded")
+        with self.state.engine().connect() as connection:
+            last = connection.execute(
+                sa.select(table.c.high_water).where(succeeded).order_by(table.c.id.desc()).limit(1)
+            ).first()
+            if last is None:
+                return None
+            full = connection.execute(
+                sa.select(table.c.id, table.c.started_at)
+                .where(succeeded, sa.func.coalesce(table.c.read_mode, "full") == "full")
+                .order_by(table.c.id.desc())
+                .limit(1)
+            ).first()
+            since_full = connection.execute(
+                sa.select(sa.func.count()).where(
+                    succeeded,
+                    table.c.read_mode == "incremental",
+                    table.c.id > (full[0] if full else 0),
+                )
+            ).scalar()
+        return ReadHistory(
+            high_water=dict(last[0] or {}),
+            incremental_runs=int(since_full or 0),
+            last_full_at=None if full is None else full[1],
+        )
 
     def unfinished_runs(self, sync_name: str) -> list[str]:
         """Runs of the sync still marked running: their process ended without finishing."""
@@ -228,7 +313,7 @@ class SyncStore:
         audit: Sequence[Mapping[str, Any]],
         status: str,
         cause: str | None,
-        counts: Mapping[str, int],
+        counts: Mapping[str, Any],
     ) -> list[int]:
         """Write everything a run decided; returns the ids of the new conflicts in order."""
         from integration_platform.state.sync import SyncAuditEntry
@@ -277,8 +362,9 @@ class SyncStore:
 
 
 def _finish(
-    session: Session, run_id: str, *, status: str, cause: str | None, counts: Mapping[str, int]
+    session: Session, run_id: str, *, status: str, cause: str | None, counts: Mapping[str, Any]
 ) -> None:
+    """Close the run row: status, cause, counts (and read mode and high-water marks)."""
     table = SyncRun.__table__
     session.execute(
         sa.update(table)

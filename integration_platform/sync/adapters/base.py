@@ -9,8 +9,9 @@ the others are compensated from the run journal.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -33,6 +34,9 @@ class SyncAdapter:
 
     transactional: bool = False
     supports_delete: bool = False
+    supports_since: bool = False
+    """Whether ``read(since=...)`` filters on the side's ``modified_field`` (incremental
+    reads); such an adapter also answers ``read_matching``."""
 
     def __init__(self) -> None:
         self._side: SideSpec | None = None
@@ -72,9 +76,26 @@ class SyncAdapter:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def read(self) -> pd.DataFrame:
-        """Every record of the entity, one row each, side field names as columns."""
+    def read(self, *, since: datetime | None = None) -> pd.DataFrame:
+        """Every record of the entity, one row each, side field names as columns; with
+        ``since`` (adapters with ``supports_since``), only those whose ``modified_field`` is at
+        or after it (or empty)."""
         raise NotImplementedError
+
+    def read_matching(self, field: str, values: Sequence[Any]) -> pd.DataFrame | None:
+        """The records whose side field ``field`` holds one of ``values``; ``None`` when the
+        adapter cannot select records (the engine then reads the side in full)."""
+        return None
+
+    def read_ids(self, external_ids: Collection[str]) -> pd.DataFrame | None:
+        """The records with these ids (those that still exist); ``None`` as above."""
+        keys = self.side.key_fields
+        wanted = set(external_ids)
+        values = sorted({self.key_values(i)[keys[-1]] for i in wanted})
+        frame = self.read_matching(keys[-1], values)
+        if frame is None or len(keys) == 1 or not len(frame):
+            return frame
+        return frame[self.external_ids(frame).isin(wanted).fillna(False).to_numpy()]
 
     def fetch(self, external_id: str) -> Mapping[str, Any] | None:
         """One record as stored now (for recovery after a crash); ``None`` if unknown."""

@@ -4,7 +4,8 @@ version counter, behaving like a REST system with optimistic locking."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -18,6 +19,7 @@ class MemoryAdapter(SyncAdapter):
     write when the side declares one. Not transactional: the engine compensates it."""
 
     supports_delete = True
+    supports_since = True
 
     def __init__(self, records: pd.DataFrame | None = None) -> None:
         super().__init__()
@@ -34,9 +36,22 @@ class MemoryAdapter(SyncAdapter):
             self._frame = None
         return self._rows
 
-    def read(self) -> pd.DataFrame:
-        rows = self._ensure()
-        return pd.DataFrame.from_records(list(rows.values()))
+    def read(self, *, since: datetime | None = None) -> pd.DataFrame:
+        rows = list(self._ensure().values())
+        modified = self.side.modified_field
+        if since is not None and modified:
+            at = pd.to_datetime(
+                pd.Series([r.get(modified) for r in rows], dtype=object), utc=True,
+                errors="coerce", format="ISO8601",
+            )  # fmt: skip
+            keep = (at.isna() | (at >= pd.Timestamp(since))).to_numpy()
+            rows = [row for row, kept in zip(rows, keep, strict=True) if kept]
+        return pd.DataFrame.from_records(rows)
+
+    def read_matching(self, field: str, values: Sequence[Any]) -> pd.DataFrame:
+        wanted = {str(v) for v in values}
+        rows = [r for r in self._ensure().values() if r.get(field) is not None]
+        return pd.DataFrame.from_records([r for r in rows if str(r[field]) in wanted])
 
     def fetch(self, external_id: str) -> Mapping[str, Any] | None:
         row = self._ensure().get(external_id)

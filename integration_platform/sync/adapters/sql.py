@@ -9,7 +9,7 @@ under ``SELECT ... FOR UPDATE``. A mismatch raises ``Conflict`` like a REST 412.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +19,8 @@ import sqlalchemy as sa
 from integration_platform.connectors.errors import Conflict, ConnectorError, NotFound
 from integration_platform.connectors.sql import SqlConnector, rows_to_frame
 from integration_platform.sync.adapters.base import SyncAdapter, WriteResult
+
+MATCH_CHUNK = 5_000
 
 
 class SqlTableAdapter(SyncAdapter):
@@ -30,6 +32,7 @@ class SqlTableAdapter(SyncAdapter):
 
     transactional = True
     supports_delete = True
+    supports_since = True
 
     def __init__(
         self,
@@ -79,11 +82,33 @@ class SqlTableAdapter(SyncAdapter):
                 hint="fix the field map of the sync side",
             ) from None
 
-    def read(self) -> pd.DataFrame:
-        table = self.table
+    def read(self, *, since: datetime | None = None) -> pd.DataFrame:
+        """The table; with ``since``, the rows whose ``modified_field`` is at or after it
+        (or empty: such rows are read every time rather than missed)."""
+        query = sa.select(self.table)
+        modified = self.side.modified_field
+        if since is not None and modified:
+            column = self._column(modified)
+            query = query.where(sa.or_(column >= since, column.is_(None)))
         with self.engine.connect() as connection:
-            result = connection.execute(sa.select(table))
+            result = connection.execute(query)
             return rows_to_frame(result.fetchall(), list(result.keys()))
+
+    def read_matching(self, field: str, values: Sequence[Any]) -> pd.DataFrame:
+        column = self._column(field)
+        bound = []
+        for value in values:
+            try:
+                bound.append(_bind(column, value))
+            except ValueError:  # not a value this column can hold: nothing matches
+                continue
+        frames = []
+        with self.engine.connect() as connection:
+            for start in range(0, max(len(bound), 1), MATCH_CHUNK):
+                chunk = bound[start : start + MATCH_CHUNK]
+                result = connection.execute(sa.select(self.table).where(column.in_(chunk)))
+                frames.append(rows_to_frame(result.fetchall(), list(result.keys())))
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
     def fetch(self, external_id: str) -> Mapping[str, Any] | None:
         with self.engine.connect() as connection:
@@ -136,21 +161,30 @@ class SqlTableAdapter(SyncAdapter):
         return out
 
     def create(self, values: Mapping[str, Any]) -> WriteResult:
-        row = self._stamped(values)
+        """Insert a row. An empty value for a column the database numbers itself (identity,
+        sequence) is left to the database; the stored row comes back, so the engine can
+        write a number assigned here back to the other system."""
+        row = {
+            name: value
+            for name, value in self._stamped(values).items()
+            if value is not None or not _fills_itself(self.table.c[name])
+        }
         version_field = self.side.version_field
         if version_field and version_field in self.table.c and row.get(version_field) is None:
             row[version_field] = 1
         keys = [self._column(name) for name in self.side.key_fields]
-        returning = [*keys, *([self.table.c[version_field]] if version_field else [])]
         try:
             created = (
-                self._conn().execute(sa.insert(self.table).values(row).returning(*returning)).one()
+                self._conn()
+                .execute(sa.insert(self.table).values(row).returning(*self.table.c))
+                .one()
             )
         except sa.exc.SQLAlchemyError as exc:
             raise self._error(exc, "inserting a record") from exc
-        external_id = "/".join(str(created[i]) for i in range(len(keys)))
-        version = str(created[len(keys)]) if version_field else None
-        return WriteResult(external_id, version, {**row, **dict(created._mapping)})
+        stored = dict(created._mapping)
+        external_id = "/".join(str(stored[key.name]) for key in keys)
+        version = str(stored[version_field]) if version_field else None
+        return WriteResult(external_id, version, stored)
 
     def update(
         self,
@@ -240,6 +274,16 @@ class SqlTableAdapter(SyncAdapter):
     def _error(self, exc: Exception, doing: str) -> ConnectorError:
         message = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         return ConnectorError(system=self.system, detail=f"{self.table_name}: {doing}: {message}")
+
+
+def _fills_itself(column: sa.Column[Any]) -> bool:
+    """Whether the database numbers the column when an insert leaves it out (an identity
+    column, or a sequence default such as PostgreSQL's ``serial``). Other defaults are not
+    counted: an empty synced value is written as empty, as before."""
+    if column.identity is not None:
+        return True
+    default = getattr(column.server_default, "arg", None)
+    return default is not None and "nextval(" in str(getattr(default, "text", default)).lower()
 
 
 def _bind(column: sa.Column[Any], value: Any) -> Any:
