@@ -16,7 +16,12 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from integration_platform.connectors.errors import Conflict, ConnectorError, NotFound
+from integration_platform.connectors.errors import (
+    Conflict,
+    ConnectionFailed,
+    ConnectorError,
+    NotFound,
+)
 from integration_platform.connectors.sql import SqlConnector, rows_to_frame
 from integration_platform.sync.adapters.base import SyncAdapter, WriteResult
 
@@ -272,8 +277,14 @@ class SqlTableAdapter(SyncAdapter):
         )
 
     def _error(self, exc: Exception, doing: str) -> ConnectorError:
+        """A lost connection is ``ConnectionFailed`` (retryable: the transaction was rolled
+        back with it, so the job may run the sync again); anything else is not retried."""
         message = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        return ConnectorError(system=self.system, detail=f"{self.table_name}: {doing}: {message}")
+        lost = getattr(exc, "connection_invalidated", False) or isinstance(
+            exc, sa.exc.DisconnectionError
+        )
+        kind = ConnectionFailed if lost else ConnectorError
+        return kind(system=self.system, detail=f"{self.table_name}: {doing}: {message}")
 
 
 def _fills_itself(column: sa.Column[Any]) -> bool:
