@@ -9,7 +9,6 @@ webhook senders: they retry whatever was not acknowledged with 202.
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections import Counter
@@ -150,9 +149,6 @@ def test_relay_cut_really_takes_the_database_away(postgres_url: str) -> None:
         with pytest.raises(sa.exc.OperationalError), engine.connect() as connection:
             connection.execute(sa.text("SELECT 1"))
         relay.restore()
-        ready = threading.Event()
         with engine.connect() as connection:
-            ready.set()
             assert connection.execute(sa.text("SELECT 1")).scalar() == 1
-        assert ready.is_set()
         engine.dispose()
