@@ -1,6 +1,7 @@
 """Dynamics 365 / Dataverse specifics beyond the shared contract: OData headers and
 preferences, formatted values, change tracking with delta links, conditional updates and
-OAuth2 token refresh."""
+OAuth2 token refresh; customer assets (change tracking, conditional updates, creates) and
+agreement booking setups as maintenance schedules."""
 
 from __future__ import annotations
 
@@ -112,3 +113,65 @@ def test_an_expired_token_is_fetched_again_once(dynamics: DynamicsHarness) -> No
     assert len(rows) == 23
     tokens = [r for r in dynamics.server.requests if r.path.endswith("/token")]
     assert len(tokens) == 2
+
+
+def test_customer_assets_follow_delta_links_and_include_deleted_rows(
+    dynamics: DynamicsHarness,
+) -> None:
+    connector = dynamics.connector(change_tracking=True)
+    pages = list(connector.read_assets(page_size=5))
+    assert [len(p) for p in pages] == [5, 4]
+    cursor = pages[-1].cursor
+    assert cursor is not None and "/msdyn_customerassets?" in cursor.high_water_mark
+    first = dynamics.server.data_requests()[0]
+    assert first.path.endswith("/msdyn_customerassets") and "$filter" not in first.query
+
+    pump = dynamics.dynamics.customer_asset_id("11430")
+    connector.update_asset(pump, {"msdyn_name": "Pump P-101 (impeller trimmed)"})
+    dynamics.server.delete("msdyn_customerassets", dynamics.dynamics.customer_asset_id("13250"))
+    frame = all_rows(dynamics.connector().read_assets(since=cursor))
+    assert frame["msdyn_customerassetid"].dropna().tolist() == [pump]
+    assert frame["msdyn_name"].dropna().tolist() == ["Pump P-101 (impeller trimmed)"]
+    assert frame["id"].dropna().tolist() == [dynamics.dynamics.customer_asset_id("13250")]
+
+
+def test_customer_asset_updates_are_conditional_and_never_upsert(
+    dynamics: DynamicsHarness,
+) -> None:
+    connector = dynamics.connector()
+    rows = all_rows(connector.read_assets())
+    assert set(rows[f"_msdyn_customerassetcategory_value{FORMATTED}"]) >= {"Pump", "Hvac"}
+    assert rows[f"statecode{FORMATTED}"].eq("Active").all()
+    query = dynamics.server.data_requests()[0].query
+    assert query["$orderby"] == "modifiedon asc,msdyn_customerassetid asc"
+    row = rows.iloc[0]
+    updated = connector.update_asset(
+        row["msdyn_customerassetid"], {"statuscode": 2}, etag=row["@odata.etag"]
+    )
+    assert updated["statuscode"] == 2
+    with pytest.raises(Conflict, match="HTTP 412"):
+        connector.update_asset(
+            row["msdyn_customerassetid"], {"statuscode": 1}, etag=row["@odata.etag"]
+        )
+    with pytest.raises(NotFound, match="msdyn_customerasset With Id"):
+        connector.update_asset("00000000-0000-0000-0000-000000000002", {"msdyn_name": "x"})
+    created = connector.create_asset({"msdyn_name": "Dosing pump DP-3"})
+    assert created["msdyn_customerassetid"] and created["statecode"] == 0
+    assert created["@odata.etag"].startswith('W/"')
+
+
+def test_agreement_booking_setups_are_the_maintenance_schedules(dynamics: DynamicsHarness) -> None:
+    rows = all_rows(dynamics.connector().read_maintenance_schedules(page_size=4))
+    seen = dynamics.server.data_requests()[0]
+    assert seen.path.endswith("/msdyn_agreementbookingsetups")
+    assert "msdyn_recurrencesettings" in seen.query["$select"].split(",")
+    # Calendar PMs only: Field Service recurrences have no meter trigger.
+    assert len(rows) == 6
+    quarterly = rows[rows["msdyn_name"] == "Quarterly vibration route, P-101"].iloc[0]
+    assert "<period>monthly</period>" in quarterly["msdyn_recurrencesettings"]
+    assert "every='3'" in quarterly["msdyn_recurrencesettings"]
+    assert quarterly[f"_msdyn_workordertype_value{FORMATTED}"] == "Inspection"
+    assert set(rows[f"statecode{FORMATTED}"]) == {"Active", "Inactive"}
+    trimmed = dynamics.connector(schedule_fields=["msdyn_name"], formatted_values=False)
+    columns = list(all_rows(trimmed.read_maintenance_schedules()).columns)
+    assert columns == ["msdyn_agreementbookingsetupid", "msdyn_name", "modifiedon", "@odata.etag"]

@@ -1,15 +1,22 @@
 """SAP specifics beyond the shared contract: the OData query sent, the CSRF handshake and its
-one retry, conditional updates, equipment time segments and the sap-client header."""
+one retry, conditional updates, equipment time segments, the sap-client header, and
+maintenance plans read with their cycles and items expanded (V2 and V4)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from integration_platform.connectors.errors import AuthenticationError, Conflict, RequestRejected
+from integration_platform.connectors.errors import (
+    AuthenticationError,
+    Conflict,
+    NotFound,
+    RequestRejected,
+)
 from integration_platform_tests.contract_servers.vendor_harnesses import SapHarness
 
 END_OF_TIME_V2 = "/Date(253402214400000)/"
@@ -162,3 +169,65 @@ def test_equipment_keys_are_read_only_and_stale_etags_conflict(tmp_path: Path) -
         assert path.endswith("/Equipment(Equipment='10011450',ValidityEndDate=9999-12-31)")
     finally:
         harness.close()
+
+
+def test_v2_plans_select_child_attributes_and_expand_cycles_and_items(sap: SapHarness) -> None:
+    connector = sap.connector()
+    first, *rest = connector.read_maintenance_schedules()
+    query = sap.server.data_requests()[0].query
+    assert query["$expand"] == "to_MaintenanceCycle,to_Item"
+    selected = query["$select"].split(",")
+    assert "to_MaintenanceCycle/MaintPlanCycRcrrcIntervalQty" in selected
+    assert "to_Item/Equipment" in selected and "to_Item" not in selected
+    assert query["$orderby"] == "LastChangeDateTime asc,MaintenancePlan asc"
+    rows = all_rows(iter([first, *rest])).set_index("MaintenancePlan")
+    # V2's {"results": [...]} is unwrapped: each child list is JSON text, as in V4
+    [cycle] = json.loads(rows.loc["5001001", "to_MaintenanceCycle"])
+    assert (cycle["MaintPlanCycRcrrcIntervalQty"], cycle["MaintPlanCycRcrrcIntervalUnit"]) == (
+        "3",
+        "MON",
+    )
+    assert "__metadata" not in cycle and "MaintenancePlan" not in cycle
+    [meter] = json.loads(rows.loc["5001005", "to_MaintenanceCycle"])
+    assert (meter["MaintPlanCycRcrrcIntervalUnit"], meter["MeasuringPoint"]) == ("H", "MP-13120")
+    [item] = json.loads(rows.loc["5001005", "to_Item"])
+    assert item["Equipment"] == "10013120"
+    assert rows.loc["5001004", "MaintenancePlanSystemStatus"] == "INAK"
+    assert rows.loc["5001001", "BasicStartDate"].startswith("/Date(")
+
+    since = rest[-1].cursor
+    assert since is not None
+    assert list(connector.read_maintenance_schedules(since=since)) == []
+    assert sap.server.data_requests()[-1].query["$filter"] == (
+        "LastChangeDateTime ge datetimeoffset'2026-01-04T17:00:00Z'"
+    )
+
+
+def test_v4_plans_nest_the_child_select_in_expand(tmp_path: Path) -> None:
+    harness = SapHarness(tmp_path, odata_version="v4", auth_method="oauth2")
+    try:
+        rows = all_rows(harness.connector().read_maintenance_schedules(page_size=4))
+        query = harness.server.data_requests()[0].query
+        assert query["$expand"].startswith(
+            "to_MaintenanceCycle($select=MaintenancePlanCycle,MaintPlanCycRcrrcIntervalQty,"
+        )
+        assert "to_Item($select=MaintenanceItem," in query["$expand"]
+        assert "/" not in query["$select"]
+        assert json.loads(rows["to_Item"][0])[0]["MaintenanceOrderType"] == "PM03"
+        assert rows["BasicStartDate"][0] == "2025-12-06"
+    finally:
+        harness.close()
+
+
+def test_plan_children_are_settings(sap: SapHarness) -> None:
+    header = all_rows(sap.connector(plan_expand=[]).read_maintenance_schedules())
+    assert "$expand" not in sap.server.data_requests()[-1].query
+    assert "to_Item" not in header.columns and len(header) == 7
+    with pytest.raises(RequestRejected, match="Property _MaintenanceCycle not found"):
+        list(sap.connector(plan_expand=["_MaintenanceCycle"]).read_maintenance_schedules())
+    moved = sap.connector(maintenance_plan_service="/sap/opu/odata/sap/ZAPI_MAINTPLAN")
+    with pytest.raises(NotFound):
+        list(moved.read_maintenance_schedules())
+    assert (
+        sap.server.data_requests()[-1].path == "/sap/opu/odata/sap/ZAPI_MAINTPLAN/MaintenancePlan"
+    )

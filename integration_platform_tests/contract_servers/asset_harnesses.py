@@ -2,62 +2,53 @@
 vendor's contract server seeded with ``seed.assets()``.
 
 An asset harness wraps the connector's work-order harness (same server, same credentials) and
-translates the vendor's asset records to the seed's asset number, so one suite
-(``test_connectors_assets.py``) checks every connector. ``writes`` says whether the vendor's
-API lets the connector update an asset (all of them do now: Maximo, SAP, Fiix, Oracle).
+translates the vendor's asset records to the seed's asset number, so one suite checks every
+connector: the shared entity checks (``test_connectors_entities.py``) and the asset writes
+(``test_connectors_assets.py``). ``writes`` says whether the vendor's API lets the connector
+update an asset (all of them do: Maximo, SAP, Fiix, Oracle, UpKeep, Dynamics), ``creates``
+whether it creates one (UpKeep, Dynamics; the others leave that to the system's own UI).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 from integration_platform.connectors.base import Page
-from integration_platform.connectors.cursor import Cursor
 from integration_platform_tests.contract_servers import seed
+from integration_platform_tests.contract_servers.entity_harnesses import EntityContract
 from integration_platform_tests.contract_servers.vendor_harnesses import (
+    DynamicsHarness,
     FiixHarness,
-    HttpContract,
     MaximoContract,
     OracleHarness,
     SapHarness,
+    UpKeepHarness,
 )
 
 UPDATED_TEXT = "Pump P-204 after overhaul (new mechanical seal)"
 UPDATED_ASSET = "11450"
+CREATED_TEXT = "Dosing pump DP-3, chemical treatment skid"
+CREATED_ASSET = "14010"
 
 
-class AssetContract:
+class AssetContract(EntityContract):
     """A connector's assets under contract."""
 
-    name: ClassVar[str]
+    entity = "assets"
     writes: ClassVar[bool] = False
-    # Column holding the asset number, and the one an update changes.
-    number_column: ClassVar[str]
-    text_column: ClassVar[str] = ""
-
-    def __init__(self, harness: HttpContract) -> None:
-        self.harness = harness
-
-    def connector(self, **overrides: Any) -> Any:
-        return self.harness.connector(**overrides)
-
-    def read(self, connector: Any, *, since: Cursor | None, page_size: int) -> Iterator[Page]:
-        return connector.read_assets(since=since, page_size=page_size)
+    creates: ClassVar[bool] = False
 
     def seeded_numbers(self) -> set[str]:
         return {str(asset["assetnum"]) for asset in seed.assets()}
-
-    def numbers(self, page: Page) -> list[str]:
-        return [str(value) for value in page.frame[self.number_column]]
 
     def update(self, connector: Any, row: dict[str, Any]) -> str:
         """Change the asset read as ``row``; the value the next read must show."""
         raise NotImplementedError
 
-    def close(self) -> None:
-        self.harness.close()
+    def create(self, connector: Any, text: str) -> str:
+        """Create asset ``CREATED_ASSET`` described by ``text``; its number."""
+        raise NotImplementedError
 
 
 class MaximoAssets(AssetContract):
@@ -68,6 +59,7 @@ class MaximoAssets(AssetContract):
     writes = True
     number_column = "assetnum"
     text_column = "description"
+    resource = "/os/mxasset"
 
     def __init__(self, tmp_path: Path) -> None:
         super().__init__(MaximoContract(tmp_path, context_root="/maximo/api", auth_method="apikey"))
@@ -87,15 +79,16 @@ class SapEquipment(AssetContract):
     of the segment through the CSRF handshake."""
 
     name = "sap"
+    entity = "equipment"
     writes = True
     number_column = "Equipment"
     text_column = "EquipmentName"
+    resource = "/API_EQUIPMENT/Equipment?"
 
     def __init__(self, tmp_path: Path, *, odata_version: str) -> None:
         super().__init__(SapHarness(tmp_path, odata_version=odata_version, auth_method="basic"))
-
-    def read(self, connector: Any, *, since: Cursor | None, page_size: int) -> Iterator[Page]:
-        return connector.read_equipment(since=since, page_size=page_size)
+        if odata_version == "v4":
+            self.resource = "/api_equipment/0001/Equipment?"
 
     def numbers(self, page: Page) -> list[str]:
         return [str(value).removeprefix("100") for value in page.frame["Equipment"]]
@@ -114,6 +107,7 @@ class FiixAssets(AssetContract):
     writes = True
     number_column = "strCode"
     text_column = "strName"
+    resource = "/api/?service=cmms"
 
     def __init__(self, tmp_path: Path) -> None:
         super().__init__(FiixHarness(tmp_path))
@@ -130,6 +124,7 @@ class OracleAssets(AssetContract):
     writes = True
     number_column = "AssetNumber"
     text_column = "Description"
+    resource = "/installedBaseAssets?"
 
     def __init__(self, tmp_path: Path) -> None:
         super().__init__(OracleHarness(tmp_path))
@@ -137,6 +132,61 @@ class OracleAssets(AssetContract):
     def update(self, connector: Any, row: dict[str, Any]) -> str:
         connector.update_asset(row["AssetId"], {"Description": UPDATED_TEXT})
         return UPDATED_TEXT
+
+
+class UpKeepAssets(AssetContract):
+    """UpKeep ``/assets``: scanned and ordered on ``updatedAt`` in the client; created by
+    POST, updated by PATCH (no version token)."""
+
+    name = "upkeep"
+    writes = True
+    creates = True
+    number_column = "id"
+    text_column = "name"
+    resource = "/api/v2/assets?"
+
+    def __init__(self, tmp_path: Path) -> None:
+        super().__init__(UpKeepHarness(tmp_path))
+        self.canon = {f"as{a['assetnum']}": str(a["assetnum"]) for a in seed.assets()}
+
+    def update(self, connector: Any, row: dict[str, Any]) -> str:
+        connector.update_asset(row["id"], {"name": UPDATED_TEXT})
+        return UPDATED_TEXT
+
+    def create(self, connector: Any, text: str) -> str:
+        row = connector.create_asset({"name": text, "barcode": CREATED_ASSET})
+        self.canon[row["id"]] = CREATED_ASSET
+        return CREATED_ASSET
+
+
+class DynamicsAssets(AssetContract):
+    """Field Service ``msdyn_customerassets``: read on ``modifiedon``, created by POST,
+    updated by PATCH with the row's ``@odata.etag`` as ``If-Match``."""
+
+    name = "dynamics"
+    writes = True
+    creates = True
+    number_column = "msdyn_customerassetid"
+    text_column = "msdyn_name"
+    resource = "/msdyn_customerassets?"
+
+    def __init__(self, tmp_path: Path) -> None:
+        harness = DynamicsHarness(tmp_path)
+        super().__init__(harness)
+        self.asset_id = harness.dynamics.customer_asset_id
+        self.canon = {self.asset_id(str(a["assetnum"])): str(a["assetnum"]) for a in seed.assets()}
+
+    def update(self, connector: Any, row: dict[str, Any]) -> str:
+        connector.update_asset(
+            row["msdyn_customerassetid"], {"msdyn_name": UPDATED_TEXT}, etag=row["@odata.etag"]
+        )
+        return UPDATED_TEXT
+
+    def create(self, connector: Any, text: str) -> str:
+        asset_id = self.asset_id(CREATED_ASSET)
+        connector.create_asset({"msdyn_customerassetid": asset_id, "msdyn_name": text})
+        self.canon[asset_id] = CREATED_ASSET
+        return CREATED_ASSET
 
 
 def build(kind: str, tmp_path: Path) -> AssetContract:
@@ -148,7 +198,11 @@ def build(kind: str, tmp_path: Path) -> AssetContract:
         return FiixAssets(tmp_path)
     if kind == "oracle":
         return OracleAssets(tmp_path)
+    if kind == "upkeep":
+        return UpKeepAssets(tmp_path)
+    if kind == "dynamics":
+        return DynamicsAssets(tmp_path)
     raise AssertionError(kind)
 
 
-ASSET_HARNESSES = ("maximo", "sap-v2", "sap-v4", "fiix", "oracle")
+ASSET_HARNESSES = ("maximo", "sap-v2", "sap-v4", "fiix", "oracle", "upkeep", "dynamics")

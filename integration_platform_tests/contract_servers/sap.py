@@ -1,4 +1,5 @@
-"""An SAP S/4HANA OData contract server: API_MAINTENANCEORDER and API_EQUIPMENT.
+"""An SAP S/4HANA OData contract server: API_MAINTENANCEORDER, API_EQUIPMENT and
+API_MAINTENANCEPLAN.
 
 Follows SAP Gateway's published behaviour: OData V2 under ``/sap/opu/odata/sap/<service>``
 (``d.results``, ``d.__next`` with a ``$skiptoken``, ``__metadata`` with an ETag, dates as
@@ -9,7 +10,11 @@ Writes need a CSRF token fetched with ``X-CSRF-Token: Fetch`` and the session co
 that fetch; a write without them gets ``403`` with ``x-csrf-token: Required``. Maintenance
 orders are created and updated; equipment time segments are updated, addressed by their
 composite key ``Equipment(Equipment='...',ValidityEndDate=datetime'...')`` (V4:
-``ValidityEndDate=9999-12-31``).
+``ValidityEndDate=9999-12-31``). Maintenance plans are read (the entity set
+``MaintenancePlan``) with their cycles and items as navigation properties: ``$expand`` brings
+them in the same answer (V2 ``{"results": [...]}`` with ``$select=to_Item/Equipment``, V4 a
+list with ``$expand=to_Item($select=Equipment)``); unexpanded, V2 sends ``__deferred`` links
+and V4 leaves them out.
 ``drop_sessions_next`` loses the sessions before the next writes, as a load balancer without
 affinity does. ``sap-client`` picks the client (only the configured ones exist).
 """
@@ -50,8 +55,12 @@ ORDERS_V2 = f"{V2_ROOT}/API_MAINTENANCEORDER"
 EQUIPMENT_V2 = f"{V2_ROOT}/API_EQUIPMENT"
 ORDERS_V4 = f"{V4_ROOT}/api_maintenanceorder/srvd/sap/api_maintenanceorder/0001"
 EQUIPMENT_V4 = f"{V4_ROOT}/api_equipment/srvd/sap/api_equipment/0001"
+PLANS_V2 = f"{V2_ROOT}/API_MAINTENANCEPLAN"
+PLANS_V4 = f"{V4_ROOT}/api_maintenanceplan/srvd/sap/api_maintenanceplan/0001"
+PLANS_PLANT = "1010"
 PLANTS = {"BEDFORD": "1010", "NASHUA": "1020"}
 ORDER_BASE = 4_000_000
+PLAN_BASE = 5_000_000
 TYPES = {
     "CM": "PM01",
     "EM": "PM01",
@@ -74,7 +83,15 @@ STATUS = {
 }
 END_OF_TIME = datetime(9999, 12, 31, tzinfo=UTC)
 # Key properties, which an update may not change.
-KEYS = {"order": ("MaintenanceOrder",), "equipment": ("Equipment", "ValidityEndDate")}
+KEYS = {
+    "order": ("MaintenanceOrder",),
+    "equipment": ("Equipment", "ValidityEndDate"),
+    "plan": ("MaintenancePlan",),
+}
+SET_NAMES = {"order": "MaintenanceOrder", "equipment": "Equipment", "plan": "MaintenancePlan"}
+# Navigation properties stored with the record (as lists of child records).
+NAVIGATION = {"plan": ("to_MaintenanceCycle", "to_Item")}
+CYCLE_UNITS = {"DAYS": "DAY", "WEEKS": "WK", "MONTHS": "MON", "YEARS": "YR"}
 
 
 def order_number(wonum: int | str) -> str:
@@ -101,6 +118,101 @@ def sap_order(work_order: Mapping[str, Any], *, changed: datetime | None = None)
         ).isoformat(),
         "LastChangeDateTime": changed_at.astimezone(UTC).isoformat(),
     }
+
+
+def plan_number(pmnum: str) -> str:
+    """The maintenance plan number of seed PM ``pmnum`` (``PM1001`` -> ``5001001``)."""
+    return str(PLAN_BASE + int(str(pmnum).removeprefix("PM")))
+
+
+def sap_plan(pm: Mapping[str, Any], *, changed: datetime | None = None) -> dict[str, Any]:
+    """A seed PM as a single-cycle maintenance plan with one item: a time cycle from its
+    frequency, or a counter cycle on a measuring point for a meter-only PM."""
+    changed_at = changed or datetime.fromisoformat(str(pm["changedate"]))
+    plan = plan_number(str(pm["pmnum"]))
+    started = datetime.fromisoformat(str(pm.get("laststartdate") or pm["changedate"]))
+    cycle: dict[str, Any] = {"MaintenancePlan": plan, "MaintenancePlanCycle": "1"}
+    if pm.get("frequency") is not None:
+        cycle |= {
+            "MaintPlanCycRcrrcIntervalQty": str(pm["frequency"]),
+            "MaintPlanCycRcrrcIntervalUnit": CYCLE_UNITS[str(pm["frequnit"])],
+            "MaintPlanCycleDesc": f"Every {pm['frequency']} {str(pm['frequnit']).lower()}",
+            "MeasuringPoint": "",
+        }
+    else:
+        meter = (pm.get("pmmeter") or [{}])[0]
+        cycle |= {
+            "MaintPlanCycRcrrcIntervalQty": str(meter.get("frequency")),
+            "MaintPlanCycRcrrcIntervalUnit": "H",
+            "MaintPlanCycleDesc": f"Every {meter.get('frequency')} {meter.get('metername')}",
+            "MeasuringPoint": f"MP-{pm['assetnum']}",
+        }
+    cycle["MaintenancePlanCycleIsInactive"] = False
+    item = {
+        "MaintenanceItem": plan,
+        "MaintenanceItemDescription": pm["description"],
+        "MaintenancePlan": plan,
+        "Equipment": f"100{pm['assetnum']}",
+        "FunctionalLocationLabelName": "",
+        "TaskListType": "A",
+        "TaskListGroup": f"TL{pm['assetnum']}",
+        "TaskListGroupCounter": "1",
+        "MaintenanceOrderType": TYPES.get(str(pm.get("worktype")), "PM02"),
+        "MaintPriority": str(pm.get("wopriority", "3")),
+        "MaintenancePlanningPlant": PLANS_PLANT,
+    }
+    return {
+        "MaintenancePlan": plan,
+        "MaintenancePlanDesc": pm["description"],
+        "MaintenancePlanCategory": "PM",
+        "MaintenanceStrategy": "",
+        "MaintPlanSchedgIndicator": "",
+        "SchedulingDuration": "365",
+        "SchedulingDurationUnit": "DAY",
+        "CycleModificationRatio": "1.00",
+        "BasicStartDate": started.isoformat(),
+        "SchedulingStartDate": started.isoformat(),
+        "NumberOfMaintenanceItems": "1",
+        "MaintenancePlanCallObject": "1",
+        "MaintenancePlanSystemStatus": "" if pm.get("status") == "ACTIVE" else "INAK",
+        "CreationDate": (changed_at - timedelta(days=365)).isoformat(),
+        "LastChangeDateTime": changed_at.astimezone(UTC).isoformat(),
+        "to_MaintenanceCycle": [cycle],
+        "to_Item": [item],
+    }
+
+
+def parse_expand(text: str) -> dict[str, list[str] | None]:
+    """``$expand`` as navigation -> nested ``$select`` (V4 ``to_Item($select=a,b)``), None
+    when the child is expanded whole."""
+    found: dict[str, list[str] | None] = {}
+    depth, start = 0, 0
+    for position, char in enumerate(text + ","):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char != "," or depth:
+            continue
+        part, start = text[start:position].strip(), position + 1
+        if not part:
+            continue
+        name, _, options = part.partition("(")
+        nested = options.rstrip(")").removeprefix("$select=")
+        found[name.strip()] = [a.strip() for a in nested.split(",") if a.strip()] or None
+    return found
+
+
+def top_level_select(select_text: str | None, expand: Mapping[str, Any]) -> str | None:
+    """The properties ``$select`` keeps on the record itself: V2 ``to_Item/Equipment``
+    selects the navigation, and an expanded navigation always comes."""
+    if not select_text:
+        return None
+    names = {part.strip().split("/")[0] for part in select_text.split(",") if part.strip()}
+    return ",".join(sorted(names | set(expand)))
+
+
+def child_select(select_text: str | None, nav: str) -> list[str]:
+    """The child attributes a V2 ``$select`` names as ``nav/attribute``."""
+    parts = [p.strip() for p in (select_text or "").split(",")]
+    return [p.split("/", 1)[1] for p in parts if p.startswith(f"{nav}/")]
 
 
 @dataclass
@@ -156,10 +268,16 @@ class SapContractServer(VendorContractServer):
                     "LastChangeDateTime": (changed - timedelta(days=400)).isoformat(),
                 },
             )
+        for pm in seed.pms():
+            self.put_plan(sap_plan(pm))
         return self
 
     def put_order(self, order: Mapping[str, Any]) -> dict[str, Any]:
         return self.store.put("order", str(order["MaintenanceOrder"]), order)
+
+    def put_plan(self, plan: Mapping[str, Any]) -> dict[str, Any]:
+        """Store a maintenance plan as if changed in SAP (its LastChangeDateTime kept)."""
+        return self.store.put("plan", str(plan["MaintenancePlan"]), plan)
 
     def drop_sessions_next(self, count: int = 1) -> None:
         """The next ``count`` writes find their session gone (403, token Required)."""
@@ -183,7 +301,7 @@ class SapContractServer(VendorContractServer):
 
     def is_data(self, path: str) -> bool:
         tail = path.rstrip("/").rsplit("/", 1)[-1]
-        return tail.startswith(("MaintenanceOrder", "Equipment"))
+        return tail.startswith(tuple(SET_NAMES.values()))
 
     def error(
         self, status: int, message: str, headers: Mapping[str, str] | None = None
@@ -235,11 +353,13 @@ class SapContractServer(VendorContractServer):
         for root, v2, entity in (
             (ORDERS_V2, True, "order"),
             (EQUIPMENT_V2, True, "equipment"),
+            (PLANS_V2, True, "plan"),
             (ORDERS_V4, False, "order"),
             (EQUIPMENT_V4, False, "equipment"),
+            (PLANS_V4, False, "plan"),
         ):
             if path == root or path == f"{root}/$metadata":
-                return self._service_root(request, v2=v2)
+                return self._service_root(request, v2=v2, entity=entity)
             if path.startswith(root + "/"):
                 tail = path[len(root) + 1 :]
                 try:
@@ -250,27 +370,25 @@ class SapContractServer(VendorContractServer):
 
     # -- CSRF ------------------------------------------------------------------------------
 
-    def _service_root(self, request: Request, *, v2: bool) -> Response:
+    def _service_root(self, request: Request, *, v2: bool, entity: str) -> Response:
         headers: dict[str, str] = {}
         if request.headers.get("x-csrf-token", "").lower() == "fetch":
             session, token = secrets.token_hex(8), secrets.token_urlsafe(16)
             self.sessions[session] = token
             headers["x-csrf-token"] = token
-            response = self._root_body(v2)
+            response = self._root_body(v2, entity)
             response.headers.update(headers)
             response.set_cookie("SAP_SESSIONID_S4H_100", session, path="/")
             response.set_cookie("sap-usercontext", "sap-client=100", path="/")
             return response
-        return self._root_body(v2)
+        return self._root_body(v2, entity)
 
-    def _root_body(self, v2: bool) -> JSONResponse:
+    def _root_body(self, v2: bool, entity: str) -> JSONResponse:
+        set_name = SET_NAMES[entity]
         if v2:
-            return JSONResponse({"d": {"EntitySets": ["MaintenanceOrder", "Equipment"]}})
+            return JSONResponse({"d": {"EntitySets": [set_name]}})
         return JSONResponse(
-            {
-                "@odata.context": "$metadata",
-                "value": [{"name": "MaintenanceOrder", "url": "MaintenanceOrder"}],
-            }
+            {"@odata.context": "$metadata", "value": [{"name": set_name, "url": set_name}]}
         )
 
     def _csrf_refusal(self, request: Request) -> Response | None:
@@ -286,7 +404,7 @@ class SapContractServer(VendorContractServer):
     # -- collections and entities ----------------------------------------------------------
 
     async def _resource(self, request: Request, tail: str, *, entity: str, v2: bool) -> Response:
-        set_name = "MaintenanceOrder" if entity == "order" else "Equipment"
+        set_name = SET_NAMES[entity]
         method = request.method.upper()
         if method == "POST" and request.headers.get("x-http-method"):
             method = request.headers["x-http-method"].upper()
@@ -319,9 +437,9 @@ class SapContractServer(VendorContractServer):
                 parts[name.strip()] = literal(value.strip())
             else:  # the single key's value alone: ('4001001')
                 parts[""] = literal(name.strip())
-        if entity == "order":
+        if entity != "equipment":
             key = str(next(iter(parts.values()), ""))
-            record = self.store.get("order", key)
+            record = self.store.get(entity, key)
             return None if record is None else (key, record)
         if set(parts) != {"Equipment", "ValidityEndDate"}:
             raise BadQuery("The key predicate of Equipment needs Equipment and ValidityEndDate")
@@ -335,7 +453,11 @@ class SapContractServer(VendorContractServer):
     def _query(self, request: Request, *, entity: str, v2: bool) -> Response:
         params = request.query_params
         records = self.store.all(entity)
-        key = "MaintenanceOrder" if entity == "order" else "Equipment"
+        key = SET_NAMES[entity]
+        expand = parse_expand(params.get("$expand", ""))
+        unknown = sorted(set(expand) - set(NAVIGATION.get(entity, ())))
+        if unknown:
+            raise BadQuery(f"Property {unknown[0]} not found in type {key}Type")
         if params.get("$filter"):
             predicate = parse_filter(params["$filter"], v2=v2)
             records = [r for r in records if predicate(r)]
@@ -351,7 +473,8 @@ class SapContractServer(VendorContractServer):
         skip = int(params.get("$skiptoken", "0") or 0)
         page = records[skip : skip + size]
         rendered = [self._render(request, r, entity=entity, v2=v2) for r in page]
-        rendered = [select(r, params.get("$select"), ("__metadata",)) for r in rendered]
+        wanted = top_level_select(params.get("$select"), expand)
+        rendered = [select(r, wanted, ("__metadata",)) for r in rendered]
         next_link = None
         if skip + size < len(records):
             query = {k: v for k, v in params.items() if k != "$skiptoken"}
@@ -379,6 +502,11 @@ class SapContractServer(VendorContractServer):
         for name, value in record.items():
             if name.startswith("_"):
                 continue
+            if name in NAVIGATION.get(entity, ()):
+                child = self._navigation(request, record, name, value, entity=entity, v2=v2)
+                if child is not None:
+                    out[name] = child
+                continue
             if name.endswith(("DateTime", "Date")) and isinstance(value, str) and value:
                 moment = datetime.fromisoformat(value)
                 if v2:
@@ -389,13 +517,45 @@ class SapContractServer(VendorContractServer):
                     value = moment.date().isoformat()
             out[name] = value
         if v2:
-            set_name = "MaintenanceOrder" if entity == "order" else "Equipment"
-            uri = f"{self.base_url}{request.url.path.split(set_name)[0]}{set_name}"
-            uri += f"('{record.get(set_name)}')"
-            meta = {"id": uri, "uri": uri, "type": f"API.A_{set_name}Type"}
+            uri = self._uri(request, record, entity)
+            meta = {"id": uri, "uri": uri, "type": f"API.A_{SET_NAMES[entity]}Type"}
             meta["etag"] = self._etag(record)
             return {"__metadata": meta, **out}
         return {"@odata.etag": self._etag(record), **out}
+
+    def _uri(self, request: Request, record: Mapping[str, Any], entity: str) -> str:
+        set_name = SET_NAMES[entity]
+        uri = f"{self.base_url}{request.url.path.split(set_name)[0]}{set_name}"
+        return uri + f"('{record.get(set_name)}')"
+
+    def _navigation(
+        self,
+        request: Request,
+        record: Mapping[str, Any],
+        nav: str,
+        children: list[dict[str, Any]],
+        *,
+        entity: str,
+        v2: bool,
+    ) -> Any:
+        """A navigation property as rendered: expanded children (V2 in ``results``, each with
+        its ``__metadata``), a V2 ``__deferred`` link, or None (V4 leaves it out)."""
+        params = request.query_params
+        expand = parse_expand(params.get("$expand", ""))
+        parent = self._uri(request, record, entity)
+        if nav not in expand:
+            return {"__deferred": {"uri": f"{parent}/{nav}"}} if v2 else None
+        attributes = expand[nav] or child_select(params.get("$select"), nav)
+        wanted = ",".join(attributes) or None
+        rendered = [select(child, wanted) for child in children]
+        if not v2:
+            return rendered
+        return {
+            "results": [
+                {"__metadata": {"uri": f"{parent}/{nav}({index})"}, **child}
+                for index, child in enumerate(rendered, start=1)
+            ]
+        }
 
     def _render_one(
         self, request: Request, record: Mapping[str, Any], *, entity: str, v2: bool

@@ -5,7 +5,10 @@ Follows UpKeep's documented shape: ``POST /api/v2/auth`` with email and password
 ``DELETE /api/v2/auth/`` ends the session. ``GET /work-orders?limit=&offset=`` answers
 ``{success, results[]}`` newest-created first, with no filter on ``updatedAt`` (so clients
 filter themselves); a short page is the last. Creates and updates answer ``{success,
-result}``. Data lives in SQLite, so writes show on the next read.
+result}``. Assets (``/assets``: list, create, update) and preventive maintenance
+(``/preventative-maintenance``: list) behave the same way; their attribute names are not
+confirmed by UpKeep's public documentation (the connector treats them as settings). Data
+lives in SQLite, so writes show on the next read.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from starlette.requests import Request
@@ -70,6 +74,60 @@ def upkeep_order(order: Mapping[str, Any], *, changed: datetime | None = None) -
     }
 
 
+# Maximo frequency units as UpKeep recurrence words.
+FREQUENCY = {"DAYS": "daily", "WEEKS": "weekly", "MONTHS": "monthly", "YEARS": "yearly"}
+# Store entity, required attribute of a create, the record's name in error messages, and
+# whether the connector writes it (the server offers only what is exercised).
+COLLECTIONS = {
+    "work-orders": ("workorder", "title", "Work order", True),
+    "assets": ("asset", "name", "Asset", True),
+    "preventative-maintenance": ("pm", "title", "Preventative maintenance", False),
+}
+
+
+def upkeep_asset(asset: Mapping[str, Any], *, changed: datetime | None = None) -> dict:
+    """A seed asset as UpKeep would list it (``id`` ``as<assetnum>``)."""
+    changed_at = changed or datetime.fromisoformat(str(asset["changedate"]))
+    installed = datetime.fromisoformat(str(asset.get("installdate") or asset["changedate"]))
+    return {
+        "id": f"as{asset['assetnum']}",
+        "name": asset["description"],
+        "description": f"{asset.get('manufacturer') or ''} {asset.get('assettype') or ''}".strip(),
+        "serial": asset.get("serialnum"),
+        "model": None,
+        "barcode": str(asset["assetnum"]),
+        "category": asset.get("assettype"),
+        "area": asset.get("location"),
+        "location": f"loc{asset['siteid']}",
+        "parentAsset": None,
+        "createdAt": upkeep_time(installed),
+        "updatedAt": upkeep_time(changed_at),
+    }
+
+
+def upkeep_pm(pm: Mapping[str, Any], *, changed: datetime | None = None) -> dict:
+    """A seed PM as UpKeep preventive maintenance (``id`` ``pm<number>``): a calendar
+    recurrence, or only a meter for meter-based PMs."""
+    changed_at = changed or datetime.fromisoformat(str(pm["changedate"]))
+    meters = pm.get("pmmeter") or []
+    unit = FREQUENCY.get(str(pm.get("frequnit")))
+    return {
+        "id": str(pm["pmnum"]).lower(),
+        "title": pm["description"],
+        "description": pm["description"],
+        "asset": f"as{pm['assetnum']}",
+        "location": f"loc{pm['siteid']}",
+        "priority": max(0, 4 - int(str(pm.get("wopriority", 3)))),
+        "category": CATEGORY.get(str(pm.get("worktype")), "Preventive"),
+        "frequency": unit,
+        "interval": pm.get("frequency") if unit else None,
+        "meter": f"me{meters[0]['metername']}" if meters else None,
+        "nextDueDate": upkeep_time(changed_at + timedelta(days=30)) if unit else None,
+        "createdAt": upkeep_time(changed_at - timedelta(days=90)),
+        "updatedAt": upkeep_time(changed_at),
+    }
+
+
 @dataclass
 class UpKeepContractServer(VendorContractServer):
     email: str = "planner@example.com"
@@ -84,28 +142,43 @@ class UpKeepContractServer(VendorContractServer):
     def seed(self) -> UpKeepContractServer:
         for order in seed.work_orders():
             self.put_order(upkeep_order(order))
+        for asset in seed.assets():
+            self.put_asset(upkeep_asset(asset))
+        for pm in seed.pms():
+            self.put_pm(upkeep_pm(pm))
         return self
 
     def put_order(self, record: Mapping[str, Any]) -> dict[str, Any]:
         return self.store.put("workorder", str(record["id"]), record)
+
+    def put_asset(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        return self.store.put("asset", str(record["id"]), record)
+
+    def put_pm(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Store preventive maintenance as if changed in UpKeep (its updatedAt kept)."""
+        return self.store.put("pm", str(record["id"]), record)
 
     @property
     def api_url(self) -> str:
         return self.base_url + API
 
     def routes(self) -> list[Route]:
-        return [
+        routes = [
             Route(f"{API}/auth", self._login, methods=["POST"]),
             Route(f"{API}/auth/", self._logout, methods=["DELETE"]),
-            Route(f"{API}/work-orders", self._collection, methods=["GET", "POST"]),
-            Route(f"{API}/work-orders/{{id}}", self._member, methods=["GET", "PATCH"]),
         ]
+        for name, (*_, writable) in COLLECTIONS.items():
+            collection, member = partial(self._collection, name), partial(self._member, name)
+            create, update = (["POST"], ["PATCH"]) if writable else ([], [])
+            routes.append(Route(f"{API}/{name}", collection, methods=["GET", *create]))
+            routes.append(Route(f"{API}/{name}/{{id}}", member, methods=["GET", *update]))
+        return routes
 
     def is_public(self, path: str) -> bool:
         return path == f"{API}/auth"
 
     def is_data(self, path: str) -> bool:
-        return path.startswith(f"{API}/work-orders")
+        return any(path.startswith(f"{API}/{name}") for name in COLLECTIONS)
 
     def error(
         self, status: int, message: str, headers: Mapping[str, str] | None = None
@@ -131,45 +204,54 @@ class UpKeepContractServer(VendorContractServer):
         self.logouts += 1
         return JSONResponse({"success": True})
 
-    async def _collection(self, request: Request) -> Response:
+    async def _collection(self, name: str, request: Request) -> Response:
+        entity, required, *_ = COLLECTIONS[name]
         if request.method == "POST":
             payload = await request.json()
-            if not payload.get("title"):
-                return self.error(400, "title is required")
-            now = upkeep_time(datetime.now(UTC))
-            number = 2000 + next(self._numbers)
-            record = {
+            if not payload.get(required):
+                return self.error(400, f"{required} is required")
+            record = self._new_record(entity, payload)
+            stored = self.store.put(entity, str(record["id"]), record)
+            return JSONResponse({"success": True, "result": self._plain(stored)})
+        try:
+            limit = int(request.query_params.get("limit", "100"))
+            offset = int(request.query_params.get("offset", "0"))
+        except ValueError:
+            return self.error(400, "limit and offset must be integers")
+        records = sorted(self.store.all(entity), key=lambda r: (r["createdAt"], r["id"]))
+        records.reverse()
+        page = records[offset : offset + min(limit, 200)]
+        return JSONResponse({"success": True, "results": [self._plain(r) for r in page]})
+
+    def _new_record(self, entity: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """A created record: UpKeep's defaults, the payload, fresh id and timestamps."""
+        now = upkeep_time(datetime.now(UTC))
+        number = 2000 + next(self._numbers)
+        if entity == "workorder":
+            defaults: dict[str, Any] = {
                 "id": f"wo{number}",
                 "workOrderNo": str(number),
                 "status": "open",
                 "priority": 0,
                 "asset": None,
                 "location": None,
-                **payload,
-                "createdAt": now,
-                "updatedAt": now,
             }
-            return JSONResponse({"success": True, "result": self._plain(self.put_order(record))})
-        try:
-            limit = int(request.query_params.get("limit", "100"))
-            offset = int(request.query_params.get("offset", "0"))
-        except ValueError:
-            return self.error(400, "limit and offset must be integers")
-        records = sorted(self.store.all("workorder"), key=lambda r: (r["createdAt"], r["id"]))
-        records.reverse()
-        page = records[offset : offset + min(limit, 200)]
-        return JSONResponse({"success": True, "results": [self._plain(r) for r in page]})
+        else:
+            defaults = {"id": f"as{number}", "location": None, "parentAsset": None}
+        return {**defaults, **payload, "createdAt": now, "updatedAt": now}
 
-    async def _member(self, request: Request) -> Response:
-        record = self.store.get("workorder", request.path_params["id"])
+    async def _member(self, name: str, request: Request) -> Response:
+        entity, _, label, _ = COLLECTIONS[name]
+        record = self.store.get(entity, request.path_params["id"])
         if record is None:
-            return self.error(404, "Work order not found")
+            return self.error(404, f"{label} not found")
         if request.method == "GET":
             return JSONResponse({"success": True, "result": self._plain(record)})
         changes = await request.json()
         merged = {**self._plain(record), **changes, "id": record["id"]}
         merged["updatedAt"] = upkeep_time(datetime.now(UTC))
-        return JSONResponse({"success": True, "result": self._plain(self.put_order(merged))})
+        stored = self.store.put(entity, str(record["id"]), merged)
+        return JSONResponse({"success": True, "result": self._plain(stored)})
 
     def _plain(self, record: Mapping[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in record.items() if not k.startswith("_")}

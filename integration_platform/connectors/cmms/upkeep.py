@@ -1,4 +1,4 @@
-"""UpKeep work orders through its REST API v2.
+"""UpKeep work orders, assets and preventive maintenance through its REST API v2.
 
 A session starts with ``POST /auth`` (email and password) and ends with ``DELETE /auth/``;
 the token from ``result.sessionToken`` goes in the ``Session-Token`` header and is fetched
@@ -10,6 +10,12 @@ the API are not confirmed, so every read pages through the whole list, keeps the
 cursor does not cover and yields them in ``updatedAt`` order (the REST base's
 ``server_ordered=False``). ``extra_params`` passes list filters a tenant has verified (for
 example a status filter) to narrow the scan.
+
+Assets are ``/assets`` (read, create, update by ``PATCH /assets/{id}``). Preventive
+maintenance is read from ``/preventative-maintenance``, the path UpKeep's public client code
+uses; newer API versions replace these recurring work orders with PM triggers, so the path is
+a setting. The asset and preventive-maintenance attribute names beyond ``id``, ``createdAt``
+and ``updatedAt`` are not confirmed by UpKeep's public documentation: they are settings too.
 
 UpKeep rows carry no version token, so updates cannot detect a concurrent change.
 """
@@ -45,10 +51,42 @@ WORK_ORDER_FIELDS = (
     "updatedAt",
     "completedDate",
 )
+# Unconfirmed names (beyond id, createdAt, updatedAt): the asset_fields setting.
+ASSET_FIELDS = (
+    "id",
+    "name",
+    "description",
+    "serial",
+    "model",
+    "barcode",
+    "category",
+    "area",
+    "location",
+    "parentAsset",
+    "createdAt",
+    "updatedAt",
+)
+# Unconfirmed names (beyond id, createdAt, updatedAt): the schedule_fields setting.
+SCHEDULE_FIELDS = (
+    "id",
+    "title",
+    "description",
+    "asset",
+    "location",
+    "priority",
+    "category",
+    "frequency",
+    "interval",
+    "meter",
+    "nextDueDate",
+    "createdAt",
+    "updatedAt",
+)
 
 
 class UpKeepConnector(RestConnector):
-    """UpKeep work orders: incremental reads (client-side on updatedAt), creates, updates."""
+    """UpKeep work orders and assets (incremental reads on updatedAt in the client, creates,
+    updates) and preventive maintenance (incremental reads)."""
 
     system: ClassVar[str] = "upkeep"
     health_path: ClassVar[str] = "/work-orders?limit=1&offset=0"
@@ -60,21 +98,48 @@ class UpKeepConnector(RestConnector):
     extra_params: dict[str, str] = Field(
         default_factory=dict, description="Additional list filters verified for the tenant."
     )
+    asset_fields: list[str] = Field(
+        default_factory=lambda: list(ASSET_FIELDS),
+        description="Asset attributes declared as columns (unconfirmed names; id and "
+        "updatedAt are added when missing).",
+    )
+    schedule_path: str = Field(
+        default="/preventative-maintenance",
+        description="List of preventive maintenance under api_path (unconfirmed: newer API "
+        "versions serve PM triggers instead).",
+    )
+    schedule_fields: list[str] = Field(
+        default_factory=lambda: list(SCHEDULE_FIELDS),
+        description="Preventive maintenance attributes declared as columns (unconfirmed "
+        "names; id and updatedAt are added when missing).",
+    )
 
     # -- declarations ----------------------------------------------------------------------
 
-    def work_orders_stream(self) -> RestStream:
+    def _list_stream(self, name: str, path: str, fields: tuple[str, ...] | list[str]) -> RestStream:
+        """A list UpKeep pages with limit/offset, filtered and ordered in the client; the key
+        and the cursor column are always declared."""
         return RestStream(
-            name="work_orders",
-            path="/work-orders",
+            name=name,
+            path=path,
             primary_key=("id",),
             replication_key="updatedAt",
-            fields=WORK_ORDER_FIELDS,
+            fields=tuple(dict.fromkeys(["id", *fields, "updatedAt"])),
             paginator="offset",
             paginator_options={"records_path": "results", "has_more_path": None},
             params=self.extra_params,
             server_ordered=False,
         )
+
+    def work_orders_stream(self) -> RestStream:
+        return self._list_stream("work_orders", "/work-orders", WORK_ORDER_FIELDS)
+
+    def assets_stream(self) -> RestStream:
+        return self._list_stream("assets", "/assets", self.asset_fields)
+
+    def maintenance_schedules_stream(self) -> RestStream:
+        path = "/" + self.schedule_path.strip("/")
+        return self._list_stream("maintenance_schedules", path, self.schedule_fields)
 
     # -- hooks -----------------------------------------------------------------------------
 
@@ -117,17 +182,38 @@ class UpKeepConnector(RestConnector):
             self.work_orders_stream(), since=since, page_size=page_size or self.page_size
         )
 
+    def read_assets(
+        self, *, since: Cursor | None = None, page_size: int | None = None
+    ) -> Iterator[Page]:
+        """Assets updated at or after ``since`` (all when None), page by page."""
+        return self.read_stream(
+            self.assets_stream(), since=since, page_size=page_size or self.page_size
+        )
+
+    def read_maintenance_schedules(
+        self, *, since: Cursor | None = None, page_size: int | None = None
+    ) -> Iterator[Page]:
+        """Preventive maintenance updated at or after ``since`` (all when None), page by page."""
+        return self.read_stream(
+            self.maintenance_schedules_stream(), since=since, page_size=page_size or self.page_size
+        )
+
     def create_work_order(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """Create a work order (``title`` is required); UpKeep's stored record comes back."""
-        response = self.client.request("POST", "/work-orders", json=dict(record))
-        return self._result(response, None)
+        return self._create("/work-orders", record)
 
     def update_work_order(self, work_order_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
         """Apply ``changes`` to a work order (last writer wins: UpKeep has no row version)."""
-        response = self.client.request(
-            "PATCH", f"/work-orders/{work_order_id}", json=dict(changes), record_id=work_order_id
-        )
-        return self._result(response, work_order_id)
+        return self._update("/work-orders", work_order_id, changes)
+
+    def create_asset(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Create an asset (``name`` is required); UpKeep's stored record (with its id) comes
+        back."""
+        return self._create("/assets", record)
+
+    def update_asset(self, asset_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Apply ``changes`` to an asset (last writer wins: UpKeep has no row version)."""
+        return self._update("/assets", asset_id, changes)
 
     def close(self) -> None:
         """End the session on UpKeep (``DELETE /auth/``) and release the connection pool."""
@@ -139,6 +225,16 @@ class UpKeepConnector(RestConnector):
                 self._client.request("DELETE", "/auth/", retry=False)
             auth.invalidate()
         self._client.close()
+
+    def _create(self, path: str, record: Mapping[str, Any]) -> dict[str, Any]:
+        response = self.client.request("POST", path, json=dict(record))
+        return self._result(response, None)
+
+    def _update(self, path: str, record_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        response = self.client.request(
+            "PATCH", f"{path}/{record_id}", json=dict(changes), record_id=record_id
+        )
+        return self._result(response, record_id)
 
     def _result(self, response: Any, record_id: str | None) -> dict[str, Any]:
         body = self.client.json(response, record_id=record_id)

@@ -1,4 +1,6 @@
-"""Microsoft Dynamics 365 Field Service work orders through the Dataverse Web API (OData V4).
+"""Microsoft Dynamics 365 Field Service through the Dataverse Web API (OData V4): work orders
+(``msdyn_workorders``), customer assets (``msdyn_customerassets``) and agreement booking setups
+(``msdyn_agreementbookingsetups``) as maintenance schedules.
 
 Every request carries ``OData-MaxVersion``/``OData-Version: 4.0``. Pages are sized with
 ``Prefer: odata.maxpagesize`` (``$skip`` is not supported) and followed by ``@odata.nextLink``;
@@ -17,7 +19,15 @@ Two incremental modes:
 
 Rows carry ``@odata.etag``, kept as the version; updates send it as ``If-Match`` so a stale
 update fails with ``Conflict`` (412), and ``If-Match: *`` without one, because a PATCH to an
-unknown id would otherwise create a record.
+unknown id would otherwise create a record. Work orders and customer assets are created and
+updated this way.
+
+Maintenance schedules are agreement booking setups, not agreements: an agreement
+(``msdyn_agreement``) is the service contract (customer, price list, start and end), while
+each of its booking setups holds one recurring maintenance visit - the recurrence
+(``msdyn_recurrencesettings``), work order type, priority and whether and how far ahead work
+orders are generated - which is what a PM or a maintenance plan is elsewhere. The assets a
+visit covers are on its agreement booking incidents, which are not read here.
 """
 
 from __future__ import annotations
@@ -52,6 +62,33 @@ WORK_ORDER_FIELDS = (
     "createdon",
     "modifiedon",
 )
+CUSTOMER_ASSET_FIELDS = (
+    "msdyn_customerassetid",
+    "msdyn_name",
+    "_msdyn_account_value",
+    "_msdyn_customerassetcategory_value",
+    "_msdyn_parentasset_value",
+    "_msdyn_masterasset_value",
+    "_msdyn_product_value",
+    "statecode",
+    "statuscode",
+    "createdon",
+    "modifiedon",
+)
+BOOKING_SETUP_FIELDS = (
+    "msdyn_agreementbookingsetupid",
+    "msdyn_name",
+    "_msdyn_agreement_value",
+    "_msdyn_workordertype_value",
+    "_msdyn_priority_value",
+    "msdyn_recurrencesettings",
+    "msdyn_autogenerateworkorder",
+    "msdyn_generateworkorderdaysinadvance",
+    "statecode",
+    "statuscode",
+    "createdon",
+    "modifiedon",
+)
 FORMATTED_VALUES = 'odata.include-annotations="OData.Community.Display.V1.FormattedValue"'
 
 
@@ -69,7 +106,8 @@ class DeltaLinkWatch(ODataV4Next):
 
 
 class DynamicsConnector(RestConnector):
-    """Dynamics 365 / Dataverse work orders: incremental reads, creates, conditional updates."""
+    """Dynamics 365 / Dataverse work orders and customer assets (incremental reads, creates,
+    conditional updates) and agreement booking setups (incremental reads)."""
 
     system: ClassVar[str] = "dynamics"
     health_path: ClassVar[str] = "/WhoAmI"
@@ -89,6 +127,18 @@ class DynamicsConnector(RestConnector):
         default=None, description="OAuth2 scope; default <base_url>/.default."
     )
     entity_set: str = Field(default="msdyn_workorders", description="Entity set of work orders.")
+    asset_entity_set: str = Field(
+        default="msdyn_customerassets", description="Entity set of customer assets."
+    )
+    schedule_entity_set: str = Field(
+        default="msdyn_agreementbookingsetups",
+        description="Entity set of agreement booking setups (the maintenance schedules).",
+    )
+    schedule_fields: list[str] = Field(
+        default_factory=lambda: list(BOOKING_SETUP_FIELDS),
+        description="Columns read from agreement booking setups (the id and modifiedon are "
+        "added when missing); trim it where a Field Service release lacks one.",
+    )
     page_size: int = Field(
         default=5000, ge=1, le=5000, description="Prefer: odata.maxpagesize (at most 5,000)."
     )
@@ -102,17 +152,29 @@ class DynamicsConnector(RestConnector):
 
     # -- declarations ----------------------------------------------------------------------
 
-    def work_orders_stream(self) -> RestStream:
+    def _stream(self, name: str, entity_set: str, fields: tuple[str, ...]) -> RestStream:
+        """An entity set keyed by its id column (the first field), read on ``modifiedon``."""
         return RestStream(
-            name="work_orders",
-            path=f"/{self.entity_set}",
-            primary_key=("msdyn_workorderid",),
+            name=name,
+            path=f"/{entity_set}",
+            primary_key=(fields[0],),
             replication_key="modifiedon",
             version_key="@odata.etag",
-            fields=WORK_ORDER_FIELDS,
+            fields=fields,
             paginator="odata_v4",
             headers={"Prefer": FORMATTED_VALUES} if self.formatted_values else {},
         )
+
+    def work_orders_stream(self) -> RestStream:
+        return self._stream("work_orders", self.entity_set, WORK_ORDER_FIELDS)
+
+    def assets_stream(self) -> RestStream:
+        return self._stream("assets", self.asset_entity_set, CUSTOMER_ASSET_FIELDS)
+
+    def maintenance_schedules_stream(self) -> RestStream:
+        key, stamp = BOOKING_SETUP_FIELDS[0], "modifiedon"
+        fields = tuple(dict.fromkeys([key, *self.schedule_fields, stamp]))
+        return self._stream("maintenance_schedules", self.schedule_entity_set, fields)
 
     # -- hooks -----------------------------------------------------------------------------
 
@@ -178,7 +240,27 @@ class DynamicsConnector(RestConnector):
     ) -> Iterator[Page]:
         """Work orders changed at or after ``since`` (all when None), page by page; with
         change tracking, the changes since the delta link in ``since``."""
-        stream = self.work_orders_stream()
+        return self._read(self.work_orders_stream(), since=since, page_size=page_size)
+
+    def read_assets(
+        self, *, since: Cursor | None = None, page_size: int | None = None
+    ) -> Iterator[Page]:
+        """Customer assets changed at or after ``since`` (all when None), page by page; with
+        change tracking, the changes since the delta link in ``since``."""
+        return self._read(self.assets_stream(), since=since, page_size=page_size)
+
+    def read_maintenance_schedules(
+        self, *, since: Cursor | None = None, page_size: int | None = None
+    ) -> Iterator[Page]:
+        """Agreement booking setups changed at or after ``since`` (all when None), page by
+        page; with change tracking, the changes since the delta link in ``since``."""
+        return self._read(self.maintenance_schedules_stream(), since=since, page_size=page_size)
+
+    def _read(
+        self, stream: RestStream, *, since: Cursor | None, page_size: int | None
+    ) -> Iterator[Page]:
+        """By ``modifiedon``, or by change tracking when configured or when ``since`` is a
+        delta link (a cursor of kind ``text``)."""
         size = page_size or self.page_size
         if self.change_tracking or (since is not None and since.kind == "text"):
             return self._read_changes(stream, since=since, page_size=size)
@@ -213,9 +295,30 @@ class DynamicsConnector(RestConnector):
 
     def create_work_order(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """Create a work order; the stored row (id, ``@odata.etag``) comes back."""
+        return self._create(self.work_orders_stream(), record)
+
+    def update_work_order(
+        self, work_order_id: str, changes: Mapping[str, Any], *, etag: str | None = None
+    ) -> dict[str, Any]:
+        """Apply ``changes`` to a work order and return the updated row. With ``etag`` (the
+        ``@odata.etag`` read with the row) a row changed since fails with ``Conflict``."""
+        return self._update(self.work_orders_stream(), work_order_id, changes, etag=etag)
+
+    def create_asset(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a customer asset (``msdyn_name`` names it); the stored row comes back."""
+        return self._create(self.assets_stream(), record)
+
+    def update_asset(
+        self, asset_id: str, changes: Mapping[str, Any], *, etag: str | None = None
+    ) -> dict[str, Any]:
+        """Apply ``changes`` to a customer asset and return the updated row; ``etag`` works
+        as for :meth:`update_work_order`."""
+        return self._update(self.assets_stream(), asset_id, changes, etag=etag)
+
+    def _create(self, stream: RestStream, record: Mapping[str, Any]) -> dict[str, Any]:
         response = self.client.request(
             "POST",
-            self.work_orders_stream().path,
+            stream.path,
             json=dict(record),
             headers={"Prefer": "return=representation"},
             record_id=str(record.get("msdyn_name") or "") or None,
@@ -223,21 +326,24 @@ class DynamicsConnector(RestConnector):
         body = self.client.json(response)
         return dict(body) if isinstance(body, Mapping) else {}
 
-    def update_work_order(
-        self, work_order_id: str, changes: Mapping[str, Any], *, etag: str | None = None
+    def _update(
+        self,
+        stream: RestStream,
+        record_id: str,
+        changes: Mapping[str, Any],
+        *,
+        etag: str | None,
     ) -> dict[str, Any]:
-        """Apply ``changes`` to a work order and return the updated row. With ``etag`` (the
-        ``@odata.etag`` read with the row) a row changed since fails with ``Conflict``."""
         response = self.client.request(
             "PATCH",
-            f"{self.work_orders_stream().path}({work_order_id})",
+            f"{stream.path}({record_id})",
             json=dict(changes),
             headers={"If-Match": etag or "*", "Prefer": "return=representation"},
-            record_id=work_order_id,
+            record_id=record_id,
         )
         if response.status_code == 204 or not response.content:
             return {}
-        body = self.client.json(response, record_id=work_order_id)
+        body = self.client.json(response, record_id=record_id)
         return dict(body) if isinstance(body, Mapping) else {}
 
 

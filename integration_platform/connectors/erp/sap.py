@@ -1,5 +1,5 @@
-"""SAP S/4HANA plant maintenance through OData: maintenance orders (API_MAINTENANCEORDER)
-and equipment (API_EQUIPMENT), V2 or V4.
+"""SAP S/4HANA plant maintenance through OData: maintenance orders (API_MAINTENANCEORDER),
+equipment (API_EQUIPMENT) and maintenance plans (API_MAINTENANCEPLAN), V2 or V4.
 
 V2 (SAP Gateway) answers ``d.results`` with ``d.__next`` links carrying a ``$skiptoken``; the
 server chooses the page size, and ``$top``/``$skip`` are not used because client paging can
@@ -12,11 +12,24 @@ service root, sent with the session cookies of that fetch, and fetched again onc
 is refused with ``403`` / ``x-csrf-token: Required`` (the write was not applied). Maintenance
 orders are created and updated; equipment is updated (``PATCH`` of the time segment, keyed by
 ``Equipment`` and ``ValidityEndDate``; creating equipment is left to SAP).
+
+Maintenance plans (entity set ``MaintenancePlan``, key ``MaintenancePlan``) are read like
+orders, on ``LastChangeDateTime``. A plan's scheduling lives in its children, read in the same
+request with ``$expand``: the cycles (``to_MaintenanceCycle``: interval
+``MaintPlanCycRcrrcIntervalQty`` in ``MaintPlanCycRcrrcIntervalUnit``, a ``MeasuringPoint`` for
+counter-based cycles) and the items (``to_Item``: the ``Equipment`` or functional location,
+task list, order type, priority). V2 selects child attributes as ``to_Item/Equipment`` and
+wraps expanded children in ``{"results": [...]}``, unwrapped here; V4 nests
+``$expand=to_Item($select=...)``. Each child list is kept, like any nested value, as JSON
+text in its column. The V2 shapes follow SAP's published API_MAINTENANCEPLAN; the V4 service
+path and navigation names are not confirmed, so both are settings
+(``maintenance_plan_service``, ``plan_expand``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
@@ -30,16 +43,20 @@ from integration_platform.connectors.auth import (
 )
 from integration_platform.connectors.base import Page, resolve_secret
 from integration_platform.connectors.cursor import Cursor
+from integration_platform.connectors.pagination import ODataV2Next
 from integration_platform.connectors.rest import RestConnector, RestStream
 
 SERVICES: dict[str, dict[str, str]] = {
     "v2": {
         "orders": "/sap/opu/odata/sap/API_MAINTENANCEORDER",
         "equipment": "/sap/opu/odata/sap/API_EQUIPMENT",
+        "plans": "/sap/opu/odata/sap/API_MAINTENANCEPLAN",
     },
     "v4": {
         "orders": "/sap/opu/odata4/sap/api_maintenanceorder/srvd/sap/api_maintenanceorder/0001",
         "equipment": "/sap/opu/odata4/sap/api_equipment/srvd/sap/api_equipment/0001",
+        # Not confirmed: the V4 plan service is assumed to follow the naming of the others.
+        "plans": "/sap/opu/odata4/sap/api_maintenanceplan/srvd/sap/api_maintenanceplan/0001",
     },
 }
 MAINTENANCE_ORDER_FIELDS = (
@@ -67,6 +84,47 @@ EQUIPMENT_FIELDS = (
     "ABCIndicator",
     "LastChangeDateTime",
 )
+MAINTENANCE_PLAN_FIELDS = (
+    "MaintenancePlan",
+    "MaintenancePlanDesc",
+    "MaintenancePlanCategory",
+    "MaintenanceStrategy",
+    "MaintPlanSchedgIndicator",
+    "SchedulingDuration",
+    "SchedulingDurationUnit",
+    "CycleModificationRatio",
+    "BasicStartDate",
+    "SchedulingStartDate",
+    "SchedulingEndDate",
+    "NumberOfMaintenanceItems",
+    "MaintenancePlanCallObject",
+    "MaintenancePlanSystemStatus",
+    "CreationDate",
+    "LastChangeDateTime",
+)
+# Attributes selected from each child of a plan; a child not listed is expanded whole.
+PLAN_CHILD_FIELDS: dict[str, tuple[str, ...]] = {
+    "to_MaintenanceCycle": (
+        "MaintenancePlanCycle",
+        "MaintPlanCycRcrrcIntervalQty",
+        "MaintPlanCycRcrrcIntervalUnit",
+        "MaintPlanCycleDesc",
+        "MeasuringPoint",
+        "MaintenancePlanCycleIsInactive",
+    ),
+    "to_Item": (
+        "MaintenanceItem",
+        "MaintenanceItemDescription",
+        "Equipment",
+        "FunctionalLocationLabelName",
+        "TaskListType",
+        "TaskListGroup",
+        "TaskListGroupCounter",
+        "MaintenanceOrderType",
+        "MaintPriority",
+        "MaintenancePlanningPlant",
+    ),
+}
 # Where a record's ETag is (sent only by ETag-enabled services; rows without one are keyed by
 # id alone). It lets the cursor tell a second change within the same second from a row read.
 VERSION_KEYS = {"v2": "__metadata/etag", "v4": "@odata.etag"}
@@ -74,8 +132,39 @@ VERSION_KEYS = {"v2": "__metadata/etag", "v4": "@odata.etag"}
 END_OF_TIME = {"v2": "datetime'9999-12-31T00:00:00'", "v4": "9999-12-31"}
 
 
+@dataclass(frozen=True)
+class ODataV2Expanded(ODataV2Next):
+    """OData V2 paging whose records carry expanded children: ``{"results": [...]}`` becomes
+    the list itself (as V4 sends it), without the children's ``__metadata``, and a navigation
+    left unexpanded (``{"__deferred": ...}``) becomes None."""
+
+    def records(self, body: Any) -> list[dict[str, Any]]:
+        return [
+            {name: unwrap_child(value) for name, value in record.items()}
+            for record in super().records(body)
+        ]
+
+
+def unwrap_child(value: Any) -> Any:
+    """An expanded V2 navigation value as a plain list (or None when deferred)."""
+    if not isinstance(value, Mapping):
+        return value
+    if "__deferred" in value:
+        return None
+    children = value.get("results")
+    if not isinstance(children, list):
+        return value
+    return [
+        {k: v for k, v in child.items() if k != "__metadata"}
+        if isinstance(child, Mapping)
+        else child
+        for child in children
+    ]
+
+
 class SapConnector(RestConnector):
-    """SAP S/4HANA maintenance orders and equipment: incremental reads, creates, updates."""
+    """SAP S/4HANA maintenance orders and equipment (incremental reads, creates, updates)
+    and maintenance plans (incremental reads)."""
 
     system: ClassVar[str] = "sap"
 
@@ -101,6 +190,14 @@ class SapConnector(RestConnector):
     )
     equipment_service: str | None = Field(
         default=None, description="Service path override for API_EQUIPMENT."
+    )
+    maintenance_plan_service: str | None = Field(
+        default=None, description="Service path override for API_MAINTENANCEPLAN."
+    )
+    plan_expand: list[str] = Field(
+        default_factory=lambda: list(PLAN_CHILD_FIELDS),
+        description="Navigation properties of MaintenancePlan read with each plan (cycles, "
+        "items); each becomes a column of JSON text. Empty reads the plan header only.",
     )
     page_size: int = Field(
         default=1000, ge=1, description="V4 odata.maxpagesize; V2 pages are sized by the server."
@@ -145,6 +242,20 @@ class SapConnector(RestConnector):
             fields=EQUIPMENT_FIELDS,
             paginator=f"odata_{self.odata_version}",
             params={"$filter": current} if self.current_equipment_only else {},
+        )
+
+    def maintenance_plans_stream(self) -> RestStream:
+        service = self.maintenance_plan_service or SERVICES[self.odata_version]["plans"]
+        expand = tuple(dict.fromkeys(self.plan_expand))
+        return RestStream(
+            name="maintenance_plans",
+            path=f"{service}/MaintenancePlan",
+            primary_key=("MaintenancePlan",),
+            replication_key="LastChangeDateTime",
+            version_key=VERSION_KEYS[self.odata_version],
+            fields=(*MAINTENANCE_PLAN_FIELDS, *expand),
+            paginator=ODataV2Expanded() if self.odata_version == "v2" else "odata_v4",
+            params={"$expand": ",".join(expand)} if expand else {},
         )
 
     # -- hooks -----------------------------------------------------------------------------
@@ -198,8 +309,9 @@ class SapConnector(RestConnector):
         filters = [stream.params["$filter"]] if "$filter" in stream.params else []
         if since is not None:
             filters.append(f"{key} ge {odata_instant(since.high_water_mark, self.odata_version)}")
+        expand = [n for n in str(stream.params.get("$expand", "")).split(",") if n]
         params: dict[str, Any] = {
-            "$select": ",".join(stream.fields),
+            **select_and_expand(stream.fields, expand, self.odata_version),
             "$orderby": ",".join(f"{name} asc" for name in (key, *stream.primary_key)),
         }
         if filters:
@@ -233,6 +345,15 @@ class SapConnector(RestConnector):
         """Equipment (current time segments unless configured otherwise), page by page."""
         return self.read_stream(
             self.equipment_stream(), since=since, page_size=page_size or self.page_size
+        )
+
+    def read_maintenance_schedules(
+        self, *, since: Cursor | None = None, page_size: int | None = None
+    ) -> Iterator[Page]:
+        """Maintenance plans changed at or after ``since`` (all when None), page by page,
+        with their cycles and items (``plan_expand``)."""
+        return self.read_stream(
+            self.maintenance_plans_stream(), since=since, page_size=page_size or self.page_size
         )
 
     def create_work_order(self, record: Mapping[str, Any]) -> dict[str, Any]:
@@ -299,6 +420,26 @@ class SapConnector(RestConnector):
         if isinstance(body, Mapping) and isinstance(body.get("d"), Mapping):
             body = body["d"]
         return dict(body) if isinstance(body, Mapping) else {"value": body}
+
+
+def select_and_expand(fields: tuple[str, ...], expand: list[str], version: str) -> dict[str, str]:
+    """``$select`` (and ``$expand``) for ``fields``, of which ``expand`` are navigation
+    properties: V2 selects child attributes as ``to_Item/Equipment`` beside ``$expand``, V4
+    nests them as ``to_Item($select=Equipment)``. A child without listed attributes
+    (``PLAN_CHILD_FIELDS``) comes whole."""
+    plain = [name for name in fields if name not in expand]
+    if not expand:
+        return {"$select": ",".join(plain)}
+    if version == "v2":
+        nested: list[str] = []
+        for nav in expand:
+            nested += [f"{nav}/{attr}" for attr in PLAN_CHILD_FIELDS.get(nav, ())] or [nav]
+        return {"$select": ",".join([*plain, *nested]), "$expand": ",".join(expand)}
+    items = []
+    for nav in expand:
+        attrs = PLAN_CHILD_FIELDS.get(nav, ())
+        items.append(f"{nav}($select={','.join(attrs)})" if attrs else nav)
+    return {"$select": ",".join(plain), "$expand": ",".join(items)}
 
 
 def odata_instant(mark: Any, version: str) -> str:

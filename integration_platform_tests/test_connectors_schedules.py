@@ -1,0 +1,59 @@
+"""Maintenance schedules changed in the source, for every connector that reads them.
+
+A connector joins with one name in ``SCHEDULE_HARNESSES``
+(``contract_servers/schedule_harnesses.py``); its reads are checked with the other entities
+in ``test_connectors_entities.py``. No connector writes schedules, so the change is made in
+the vendor's store as a planner would make it: the next incremental read must return that
+schedule alone and once, through the vendor's modified-time filter (or the client-side one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from integration_platform.connectors.cursor import Cursor
+from integration_platform_tests.contract_servers.schedule_harnesses import (
+    CHANGED_PM,
+    CHANGED_TEXT,
+    SCHEDULE_HARNESSES,
+    ScheduleContract,
+    build,
+)
+
+
+@pytest.fixture(params=SCHEDULE_HARNESSES)
+def schedules(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ScheduleContract]:
+    built = build(request.param, tmp_path)
+    yield built
+    built.close()
+
+
+def read_all(
+    schedules: ScheduleContract, connector: object, *, since: Cursor | None = None
+) -> tuple[list[str], pd.DataFrame, Cursor | None]:
+    numbers: list[str] = []
+    frames = []
+    cursor = since
+    for page in schedules.read(connector, since=since, page_size=3):
+        numbers += schedules.numbers(page)
+        frames.append(page.frame)
+        cursor = page.cursor
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return numbers, rows, cursor
+
+
+def test_a_schedule_changed_in_the_source_is_read_back_alone(
+    schedules: ScheduleContract,
+) -> None:
+    connector = schedules.connector()
+    _, _, cursor = read_all(schedules, connector)
+    assert cursor is not None
+    schedules.change(CHANGED_PM, CHANGED_TEXT)
+    changed, rows, after = read_all(schedules, connector, since=Cursor.from_json(cursor.to_json()))
+    assert changed == [CHANGED_PM]
+    assert rows[schedules.text_column].tolist() == [CHANGED_TEXT]
+    assert read_all(schedules, connector, since=after)[0] == []
