@@ -5,7 +5,7 @@ calls :meth:`DeviceLoopRunner.sync` with the enabled devices of a (re)loaded reg
 devices that were added, removed or changed are restarted, so a registry edit never interrupts
 the other devices. The collectors on these loops also share their reconnect backoff
 (:class:`Backoff`), a sleep that ends when they are stopped, and how a batch reaches the spool
-(:func:`spool_readings`).
+(:func:`spool_readings`) and the counters every one of them keeps (:class:`DeviceStats`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from integration_platform.streams.devices import DeviceSpec
@@ -133,13 +134,21 @@ async def sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
-class SpoolCounts(Protocol):
-    duplicates: int
-    dropped_spool_full: int
+@dataclass
+class DeviceStats:
+    """Counters the device collectors share; each protocol's stats add their own."""
+
+    readings: int = 0
+    duplicates: int = 0
+    malformed: int = 0
+    gap_readings: int = 0
+    outages: int = 0
+    dropped_spool_full: int = 0
+    online: dict[str, bool] = field(default_factory=dict)
 
 
 async def spool_readings(
-    spool: Spool, readings: list[Reading], stats: SpoolCounts, label: str
+    spool: Spool, readings: list[Reading], stats: DeviceStats, label: str
 ) -> int:
     """Append ``readings`` off the event loop; how many were new.
 

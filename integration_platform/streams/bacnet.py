@@ -31,13 +31,14 @@ import contextlib
 import functools
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from integration_platform.streams.aiorunner import (
     Backoff,
     DeviceLoopRunner,
+    DeviceStats,
     sleep_unless_stopped,
     spool_readings,
 )
@@ -104,21 +105,14 @@ def _error_text(error: BaseException) -> str:
 
 
 @dataclass
-class BacnetStats:
+class BacnetStats(DeviceStats):
     notifications: int = 0
     polls: int = 0
-    readings: int = 0
-    duplicates: int = 0
-    malformed: int = 0
     read_errors: int = 0
     subscriptions: int = 0
     renewals: int = 0
     cov_refused: int = 0
-    gap_readings: int = 0
-    outages: int = 0
     reconnects: int = 0
-    dropped_spool_full: int = 0
-    online: dict[str, bool] = field(default_factory=dict)
 
 
 class BacnetCollector:

@@ -26,11 +26,16 @@ import contextlib
 import json
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from integration_platform.streams.aiorunner import Backoff, DeviceLoopRunner, spool_readings
+from integration_platform.streams.aiorunner import (
+    Backoff,
+    DeviceLoopRunner,
+    DeviceStats,
+    spool_readings,
+)
 from integration_platform.streams.devices import CoapSettings, DeviceSpec, SensorSpec
 from integration_platform.streams.mqtt import MalformedPayload, get_path, parse_timestamp
 from integration_platform.streams.readings import Reading
@@ -115,20 +120,13 @@ def resource_uri(device: DeviceSpec, sensor: SensorSpec) -> str:
 
 
 @dataclass
-class CoapStats:
+class CoapStats(DeviceStats):
     notifications: int = 0
     polls: int = 0
-    readings: int = 0
-    duplicates: int = 0
-    malformed: int = 0
     failed_requests: int = 0
-    gap_readings: int = 0
-    outages: int = 0
     registrations: int = 0
     reregistrations: int = 0
     polled_resources: int = 0  # resources currently polled because observe was not offered
-    dropped_spool_full: int = 0
-    online: dict[str, bool] = field(default_factory=dict)
 
 
 class CoapCollector:

@@ -124,6 +124,12 @@ class SensorSpec(_Model):
     property_id: str = Field(
         "present-value", pattern=PROPERTY_PATTERN, description="BACnet property read."
     )
+    metric: str | None = Field(
+        None,
+        min_length=1,
+        description="Sparkplug B metric name (mqtt devices, format sparkplug_b); default: the "
+        "sensor id.",
+    )
     calibration_date: date | None = Field(
         None, description="When the sensor was last calibrated (YYYY-MM-DD)."
     )
@@ -157,15 +163,59 @@ class PayloadPaths(_Model):
     ts_unit: Literal["ms", "s"] = Field("ms", description="Unit of numeric (epoch) timestamps.")
 
 
+class SparkplugSettings(_Model):
+    """Which Sparkplug B edge node (and device under it) an MQTT device is."""
+
+    group_id: Id
+    edge_node_id: Id
+    device_id: Id | None = Field(
+        None, description="The Sparkplug device under the edge node; none: the node's own metrics."
+    )
+    request_rebirth: bool = Field(
+        False,
+        description="Publish an NCMD 'Node Control/Rebirth' when a data message uses an alias "
+        "no birth has declared (a write to the edge node, at most every 30 s).",
+    )
+
+
 class MqttSettings(_Model):
     topic: str = DEFAULT_TOPIC
     payload: PayloadPaths = PayloadPaths()
+    format: Literal["json", "sparkplug_b"] = Field(
+        "json", description="JSON readings, or Sparkplug B protobuf payloads."
+    )
+    sparkplug: SparkplugSettings | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sparkplug_topic(cls, data: Any) -> Any:
+        """A Sparkplug device's topic follows from its group, edge node and device."""
+        if not isinstance(data, dict) or data.get("format") != "sparkplug_b":
+            return data
+        if "topic" in data:
+            raise ValueError("leave topic out for format sparkplug_b: it follows from sparkplug")
+        found = data.get("sparkplug")
+        if not isinstance(found, dict):
+            raise ValueError("format sparkplug_b needs sparkplug: {group_id, edge_node_id}")
+        levels = [
+            str(found.get(k)) for k in ("group_id", "edge_node_id", "device_id") if found.get(k)
+        ]
+        if len(levels) < 2:
+            return data  # the field errors name what is missing
+        tail = f"/{levels[2]}" if len(levels) == 3 else ""
+        return {**data, "topic": f"spBv1.0/{levels[0]}/+/{levels[1]}{tail}"}
 
     @field_validator("topic")
     @classmethod
     def _topic_valid(cls, value: str) -> str:
         TopicPattern(value)  # raises ValueError with the reason
         return value
+
+    @model_validator(mode="after")
+    def _sparkplug_declared(self) -> MqttSettings:
+        if self.sparkplug is not None and self.format != "sparkplug_b":
+            raise ValueError("sparkplug settings need format: sparkplug_b")
+        return self
 
 
 class ModbusSettings(_Model):
@@ -355,8 +405,10 @@ class DeviceSpec(_Model):
                 raise ValueError(f"opcua sensors need a node_id: {', '.join(lacking)}")
         if self.protocol == "mqtt":
             settings = self.mqtt or MqttSettings()
-            if "sensor_id" not in TopicPattern(settings.topic).names and (
-                settings.payload.sensor_id is None and len(self.sensors) > 1
+            if (
+                settings.format == "json"
+                and "sensor_id" not in TopicPattern(settings.topic).names
+                and (settings.payload.sensor_id is None and len(self.sensors) > 1)
             ):
                 raise ValueError(
                     "the topic has no {sensor_id} level: set mqtt.payload.sensor_id to the "

@@ -18,11 +18,15 @@ import math
 import struct
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from integration_platform.streams.aiorunner import DeviceLoopRunner, sleep_unless_stopped
+from integration_platform.streams.aiorunner import (
+    DeviceLoopRunner,
+    DeviceStats,
+    sleep_unless_stopped,
+)
 from integration_platform.streams.devices import DeviceSpec, ModbusSettings, SensorSpec
 from integration_platform.streams.readings import Reading
 from integration_platform.streams.spool import Spool, SpoolFullError
@@ -144,13 +148,9 @@ def decode_block(block: ReadBlock, registers: Sequence[int]) -> dict[str, float]
 
 
 @dataclass
-class ModbusStats:
+class ModbusStats(DeviceStats):
     polls: int = 0
     failed_polls: int = 0
-    readings: int = 0
-    gap_readings: int = 0
-    dropped_spool_full: int = 0
-    online: dict[str, bool] = field(default_factory=dict)
 
 
 class ModbusPoller:

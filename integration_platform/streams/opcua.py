@@ -22,13 +22,14 @@ import asyncio
 import contextlib
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from integration_platform.streams.aiorunner import (
     Backoff,
     DeviceLoopRunner,
+    DeviceStats,
     sleep_unless_stopped,
     spool_readings,
 )
@@ -64,18 +65,11 @@ def _number(value: Any) -> float | None:
 
 
 @dataclass
-class OpcuaStats:
+class OpcuaStats(DeviceStats):
     notifications: int = 0
-    readings: int = 0
-    duplicates: int = 0
-    malformed: int = 0
-    gap_readings: int = 0
-    outages: int = 0
     reconnects: int = 0
     backfilled: int = 0
     history_unsupported: int = 0
-    dropped_spool_full: int = 0
-    online: dict[str, bool] = field(default_factory=dict)
 
 
 class OpcuaCollector:

@@ -15,7 +15,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +29,7 @@ from integration_platform.streams.devices import (
     TopicPattern,
 )
 from integration_platform.streams.modbus import encode, unscaled
+from integration_platform.streams.simulate_sparkplug import SimulatedEdgeNodes, is_sparkplug
 
 log = logging.getLogger(__name__)
 
@@ -355,8 +356,10 @@ async def run_simulator(
         bacnet_port=bacnet_port,
     )
     client = _mqtt_publisher(mqtt_url) if mqtt_url and registry.enabled("mqtt") else None
+    edge_nodes = SimulatedEdgeNodes(registry)
     if client is not None:
         print(f"publishing to {mqtt_url} every {interval_s:g}s; fault after {fault_after_s:g}s")
+        _listen_for_commands(client, edge_nodes)
     if on_ready is not None:
         on_ready(stats)
     started = time.monotonic()
@@ -375,7 +378,12 @@ async def run_simulator(
                     for s in device.sensors
                 }
                 if device.protocol == "mqtt" and client is not None:
-                    for topic, payload in mqtt_messages(registry, device, values, now):
+                    messages: Sequence[tuple[str, str | bytes]] = (
+                        edge_nodes.messages(device, values, now)
+                        if is_sparkplug(device)
+                        else mqtt_messages(registry, device, values, now)
+                    )
+                    for topic, payload in messages:
                         client.publish(topic, payload, qos=1)
                         stats.published += 1
                 elif device.protocol == "modbus":
@@ -416,6 +424,18 @@ async def run_simulator(
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _listen_for_commands(client: Any, edge_nodes: SimulatedEdgeNodes) -> None:
+    """Sparkplug edge nodes answer rebirth requests (NCMD) like real ones."""
+    topics = edge_nodes.command_topics()
+    if not topics:
+        return
+    client.on_message = lambda _client, _userdata, message: edge_nodes.on_command(
+        message.topic, message.payload
+    )
+    for topic in topics:
+        client.subscribe(topic, qos=0)
 
 
 def _mqtt_publisher(url: str) -> Any:
