@@ -92,13 +92,21 @@ def expected_of(name: str) -> dict[str, Any]:
 
 def test_there_is_a_builtin_for_every_vendor_object() -> None:
     assert BUILTINS == [
+        "dynamics/assets",
+        "dynamics/maintenance_schedules",
         "dynamics/work_orders",
+        "fiix/assets",
         "fiix/work_orders",
         "maximo/assets",
         "maximo/maintenance_schedules",
         "maximo/work_orders",
+        "oracle/assets",
+        "oracle/work_orders",
         "sap/equipment",
         "sap/maintenance_orders",
+        "sap/maintenance_schedules",
+        "upkeep/assets",
+        "upkeep/maintenance_schedules",
         "upkeep/work_orders",
     ]
 

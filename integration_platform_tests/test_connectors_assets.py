@@ -5,7 +5,8 @@ its reads are checked with the other entities in ``test_connectors_entities.py``
 vendor's API allows updates (Maximo ``mxasset`` PATCH by href, SAP equipment, Fiix
 ``ChangeRequest`` on ``Asset``, Oracle ``installedBaseAssets``, UpKeep ``/assets``, Dynamics
 ``msdyn_customerassets`` with ``If-Match``), an update must show up, alone and once, on the next
-incremental read; where it allows creates (UpKeep, Dynamics), so must a created asset.
+incremental read; where it allows creates (Maximo, UpKeep, Dynamics), so must a created
+asset.
 """
 
 from __future__ import annotations

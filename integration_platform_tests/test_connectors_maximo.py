@@ -1,11 +1,14 @@
 """Maximo specifics beyond the shared contract: the OSLC query it sends, assets and PMs,
-asset updates, conditional updates, writes that must not be repeated, proxies' host names,
-and use inside Dagster (a connection extracting PMs to bronze, mapped by the built-in)."""
+creates and updates of work orders, assets and PMs (read back alone by the next incremental
+read with the rowstamp answered; a stale rowstamp is a Conflict), writes that must not be
+repeated, proxies' host names, and use inside Dagster (a connection extracting PMs to
+bronze, mapped by the built-in)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -261,3 +264,128 @@ def test_a_connection_extracts_pms_and_the_builtin_maps_them(
     assert schedules.loc["PM1007", "trigger_type"] == "time"
     assert pd.isna(schedules.loc["PM1007", "meter_name"])
     assert schedules.loc["PM1004", "status"] == "paused"
+
+
+# -- asset and PM writes: the same contract as work orders ------------------------------------
+
+
+@dataclass(frozen=True)
+class OslcWrites:
+    """One object structure's writes on the connector, and what a new record holds."""
+
+    entity: str  # read_<entity>
+    create: str
+    update: str
+    number: str
+    text: str
+    record: dict[str, object]
+    object_structure: str
+
+
+ASSET_WRITES = OslcWrites(
+    "assets",
+    "create_asset",
+    "update_asset",
+    "assetnum",
+    "description",
+    {"siteid": "BEDFORD", "orgid": "EAGLENA", "description": "Dosing pump DP-3",
+     "assettype": "PUMP", "status": "OPERATING"},
+    "/os/mxasset",
+)  # fmt: skip
+PM_WRITES = OslcWrites(
+    "maintenance_schedules",
+    "create_maintenance_schedule",
+    "update_maintenance_schedule",
+    "pmnum",
+    "description",
+    {"siteid": "BEDFORD", "orgid": "EAGLENA", "description": "Clean strainer, pump P-9",
+     "status": "ACTIVE", "frequency": 2, "frequnit": "WEEKS"},
+    "/os/mxpm",
+)  # fmt: skip
+WRITES = [pytest.param(ASSET_WRITES, id="assets"), pytest.param(PM_WRITES, id="pms")]
+
+
+def read_since(connector: MaximoConnector, writes: OslcWrites, since: Cursor | None) -> tuple:
+    """The rows read (all when ``since`` is None) and the cursor after the last page."""
+    pages = list(getattr(connector, f"read_{writes.entity}")(since=since, page_size=4))
+    rows = pd.concat([p.frame for p in pages], ignore_index=True) if pages else pd.DataFrame()
+    return rows, (pages[-1].cursor if pages else since)
+
+
+@pytest.mark.parametrize("writes", WRITES)
+def test_a_created_record_comes_back_with_its_number_and_rowstamp(
+    maximo: MaximoHarness, writes: OslcWrites
+) -> None:
+    connector = maximo.connector(conditional_updates=True)
+    _, cursor = read_since(connector, writes, None)
+    created = getattr(connector, writes.create)(writes.record)
+    post = maximo.server.requests[-1]
+    assert (post.method, post.headers["properties"]) == ("POST", "*")
+    assert post.path.endswith(writes.object_structure)
+    number = created[writes.number]  # numbered by Maximo (autokey)
+    assert record_key_from_href(created["href"]) == f"{number}/BEDFORD"
+    # The write shows on the next incremental read, alone, with the version token answered.
+    rows, after = read_since(connector, writes, cursor)
+    assert rows[writes.number].tolist() == [number]
+    assert rows["_rowstamp"].tolist() == [created["_rowstamp"]]
+    assert read_since(connector, writes, after)[0].empty
+    # A number given is kept; given twice, Maximo refuses it naming the record.
+    given = getattr(connector, writes.create)({**writes.record, writes.number: "X-77"})
+    assert given[writes.number] == "X-77"
+    with pytest.raises(RequestRejected, match=r"\(record BEDFORD/X-77\).*BMXAA4129E"):
+        getattr(connector, writes.create)({**writes.record, writes.number: "X-77"})
+
+
+@pytest.mark.parametrize("writes", WRITES)
+def test_an_update_patches_the_href_and_a_stale_rowstamp_is_a_conflict(
+    maximo: MaximoHarness, writes: OslcWrites
+) -> None:
+    connector = maximo.connector(conditional_updates=True)
+    rows, cursor = read_since(connector, writes, None)
+    row = rows.iloc[1]
+    update = getattr(connector, writes.update)
+    updated = update(row["href"], {writes.text: "Overhauled"}, rowstamp=row["_rowstamp"])
+    post = maximo.server.requests[-1]
+    assert (post.method, post.headers["x-method-override"]) == ("POST", "PATCH")
+    assert post.headers["if-match"] == row["_rowstamp"]
+    assert post.path.endswith(row["href"].rsplit("/", 1)[-1])
+    assert updated[writes.text] == "Overhauled"
+    assert int(updated["_rowstamp"]) > int(row["_rowstamp"])
+    changed, _ = read_since(connector, writes, cursor)
+    assert changed[[writes.number, writes.text, "_rowstamp"]].values.tolist() == [
+        [row[writes.number], "Overhauled", updated["_rowstamp"]]
+    ]
+    key = f"{row[writes.number]}/BEDFORD"
+    with pytest.raises(Conflict, match=rf"\(record {key}\).*HTTP 412"):
+        update(row["href"], {writes.text: "Stale"}, rowstamp=row["_rowstamp"])
+    # By SITEID/NUMBER the href is built; without a rowstamp no If-Match is sent.
+    again = update(f"BEDFORD/{row[writes.number]}", {writes.text: "By key"})
+    assert again[writes.text] == "By key" and "if-match" not in maximo.server.requests[-1].headers
+    with pytest.raises(ValueError, match="neither an href nor SITEID/"):
+        update(str(row[writes.number]), {writes.text: "No site"})
+
+
+@pytest.mark.parametrize("writes", WRITES)
+def test_a_create_is_sent_once_and_an_update_is_retried(
+    maximo: MaximoHarness, writes: OslcWrites
+) -> None:
+    """A create may have been stored before the server failed; a PATCH is safe to repeat."""
+    connector = maximo.connector()
+    maximo.server.fail_next(1, status=503)
+    with pytest.raises(ServerError):
+        getattr(connector, writes.create)(writes.record)
+    assert maximo.server.count("POST", writes.object_structure) == 1
+    href = getattr(connector, writes.create)(writes.record)["href"]
+    maximo.server.fail_next(1, status=503)
+    updated = getattr(connector, writes.update)(href, {writes.text: "Retried"})
+    assert updated[writes.text] == "Retried"
+    assert maximo.server.count("POST", href.rsplit("/", 1)[-1]) == 2
+
+
+def test_a_pm_update_can_merge_its_meter_rows(maximo: MaximoHarness) -> None:
+    connector = maximo.connector()
+    connector.update_maintenance_schedule(
+        "BEDFORD/PM1005", {"pmmeter": [{"metername": "RUNHOURS", "frequency": 3500}]},
+        merge_children=True,
+    )  # fmt: skip
+    assert maximo.server.requests[-1].headers["patchtype"] == "MERGE"

@@ -46,6 +46,7 @@ STATE_TABLES = {
     "sync_journal",
     "sync_conflicts",
     "sync_audit",
+    "sync_pending_keys",
 }
 POLL_INDEX = "ix_maintenance_event_hooks_processing_status_created_at"
 

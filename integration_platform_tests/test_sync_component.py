@@ -321,6 +321,89 @@ def test_a_load_error_through_dagster_names_the_file_line_and_field() -> None:
 
 def test_every_adapter_option_is_a_parameter_of_its_adapter() -> None:
     for name, adapter in SYNC_ADAPTERS.items():
-        parameters = inspect.signature(adapter.load()).parameters
-        assert set(adapter.options) <= set(parameters), name
+        for entity in adapter.entities or ("work_order",):
+            loaded = adapter.load(entity)
+            assert set(adapter.options) <= set(inspect.signature(loaded).parameters), name
+            oslc = getattr(loaded, "oslc", None)  # Maximo adapters declare their entity
+            assert oslc is None or oslc.entity == entity, (name, entity)
         assert set(adapter.required) <= set(adapter.options), name
+
+
+def asset_declaration(**changes: Any) -> dict[str, Any]:
+    sync: dict[str, Any] = {
+        "name": "asset_sync",
+        "entity": "asset",
+        "left": {
+            "system": "maximo",
+            "key_field": ["siteid", "assetnum"],
+            "version_field": "_rowstamp",
+            "modified_field": "changedate",
+            "fields": {
+                "external_id": "assetnum",
+                "name": "description",
+                "criticality": {"field": "priority", "values": {1: "critical", 2: "high"}},
+            },
+            "options": {"create_defaults": {"siteid": "BEDFORD"}},
+        },
+        "right": {
+            "system": "plant_db",
+            "connection": "plant_sql",
+            "key_field": "id",
+            "fields": {"external_id": "assetnum", "name": "name", "criticality": "criticality"},
+            "options": {"table": "plant_assets"},
+        },
+        "fields": ["name", "criticality"],
+        "match_field": "external_id",
+        "policies": {"criticality": {"owner": "plant_db"}},
+    }
+    sync.update(changes)
+    return sync
+
+
+def pm_declaration() -> dict[str, Any]:
+    fields = {"external_id": "pmnum", "title": "description", "interval_value": "frequency"}
+    return asset_declaration(
+        name="pm_sync",
+        entity="maintenance_schedule",
+        left=asset_declaration()["left"] | {"key_field": ["siteid", "pmnum"], "fields": fields},
+        right=asset_declaration()["right"]
+        | {"fields": {"external_id": "pmnum", "title": "title", "interval_value": "every"}},
+        fields=["title", "interval_value"],
+        policies={"interval_value": "min"},
+    )
+
+
+def test_asset_and_pm_syncs_with_a_maximo_side_build_their_maximo_adapters(
+    tmp_path: Path,
+) -> None:
+    from integration_platform.sync.adapters.maximo import MaximoAssetAdapter, MaximoPmAdapter
+    from integration_platform.sync.adapters.sql import SqlTableAdapter
+
+    path = write_declaration(tmp_path, asset_declaration(), pm_declaration())
+    component = SyncComponent.from_yaml(path, defs_root=None)
+    dg.Definitions.validate_loadable(with_shared(component.build_defs(None)))
+    built = {}
+    for name in ("asset_sync", "pm_sync"):
+        sync = component.sync(name)
+        left = sync.left.build_adapter(component.resources[sync.left.resource_key])
+        right = sync.right.build_adapter(component.resources[sync.right.resource_key])
+        assert isinstance(right, SqlTableAdapter)
+        built[name] = left
+    assert type(built["asset_sync"]) is MaximoAssetAdapter
+    assert type(built["pm_sync"]) is MaximoPmAdapter
+    assert built["asset_sync"].create_defaults == {"siteid": "BEDFORD"}
+    assert component.sync("pm_sync").spec.model.__name__ == "MaintenanceSchedule"
+
+
+def test_asset_fields_are_checked_against_the_canonical_asset(tmp_path: Path) -> None:
+    left = asset_declaration()["left"]
+    left["fields"]["criticalty"] = left["fields"].pop("criticality")
+    path = write_declaration(tmp_path, asset_declaration(left=left))
+    with pytest.raises(ValueError) as error:
+        SyncComponent.from_yaml(path, defs_root=None)
+    message = str(error.value)
+    assert (
+        "syncs[0].left.fields.criticalty: 'criticalty' is not a field of the canonical asset; "
+        "did you mean criticality?" in message
+    )
+    assert "syncs[0].left.fields.criticality: synced field 'criticality' has no maximo" in message

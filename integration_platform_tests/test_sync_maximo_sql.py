@@ -25,6 +25,7 @@ from integration_platform.sync import (
     SyncEngine,
     SyncSpec,
     list_conflicts,
+    list_pending_keys,
     list_runs,
     platform_id_of,
     record_history,
@@ -175,6 +176,15 @@ class Systems:
                 {**changes, "at": at or datetime.now(UTC), "w": wonum},
             )
 
+    def edit_sql_row(self, row_id: int, **changes: Any) -> None:
+        """Edit a plant row by its id (rows without a work-order number)."""
+        sets = ", ".join(f"{name} = :{name}" for name in changes)
+        with self.sql.begin() as connection:
+            connection.execute(
+                sa.text(f"UPDATE plant_work_orders SET {sets}, updated_at = now() WHERE id = :i"),
+                {**changes, "i": row_id},
+            )
+
     # -- looking at both systems ---------------------------------------------------------------
 
     def maximo_rows(self) -> dict[str, dict[str, Any]]:
@@ -231,7 +241,11 @@ def pg_systems(tmp_path: Path, postgres_url: str) -> Iterator[Systems]:
 
 def synced(systems: Systems) -> SyncEngine:
     """Run the first sync, which pairs 1001/1002, creates the rest both ways, and check it."""
-    engine = systems.engine()
+    return synced_with(systems, make_spec())
+
+
+def synced_with(systems: Systems, spec: SyncSpec) -> SyncEngine:
+    engine = systems.engine(spec=spec)
     report = engine.run()
     assert report.status == "succeeded", report.cause
     assert engine.run().counts["applied"] == 0
@@ -721,6 +735,136 @@ def test_a_written_back_number_is_rolled_back_with_the_run(pg_systems: Systems) 
     (number,) = [n for n, row in plant.items() if row["id"] == row_id]
     assert number is not None and systems.maximo_rows()[number]["status"] == "APPR"
     assert plant["1005"]["assigned_to"] == "GARCIA"
+    assert engine.run().counts["applied"] == 0
+
+
+def _pending_keys(systems: Systems) -> list[dict[str, Any]]:
+    return list_pending_keys(systems.state, status=None).to_dict("records")
+
+
+def test_a_refused_number_write_back_is_kept_and_made_by_a_later_run(systems: Systems) -> None:
+    """Maximo numbers a work order created from a plant row; writing the number back is
+    refused because an operator saved the row meanwhile (its row version moved on). The
+    number waits in the state database, is tried again before the next runs read, and is
+    written once the row holds still; the records stay paired all along."""
+    import dataclasses
+
+    with systems.sql.begin() as connection:
+        connection.execute(
+            sa.text(
+                "ALTER TABLE plant_work_orders ADD COLUMN row_version integer NOT NULL DEFAULT 1"
+            )
+        )
+    base = make_spec()
+    spec = dataclasses.replace(
+        base, right=dataclasses.replace(base.right, version_field="row_version")
+    )
+    synced_with(systems, spec)
+    (row_id,) = _insert_unnumbered(systems, "Check vibration, pump P-9")
+    numbers_before = set(systems.maximo_rows())
+
+    class Operator(SqlTableAdapter):
+        """An operator saves the plant row just before each of the next ``races`` writes of
+        its work-order number."""
+
+        races = 0
+
+        def update(self, external_id: str, changes: Any, **kwargs: Any) -> Any:
+            if "wonum" in changes and Operator.races:
+                Operator.races -= 1
+                systems.edit_sql_row(row_id, title=f"Check vibration, pump P-9 ({Operator.races})")
+                with systems.sql.begin() as connection:
+                    connection.execute(
+                        sa.text("UPDATE plant_work_orders SET row_version = row_version + 1"
+                                " WHERE id = :id"),
+                        {"id": row_id},
+                    )  # fmt: skip
+            return super().update(external_id, changes, **kwargs)
+
+    def run() -> Any:
+        report = systems.engine(spec=spec, sql=Operator(systems.sql, "plant_work_orders")).run()
+        assert report.status == "succeeded", report.cause
+        return report
+
+    def paired() -> tuple[str | None, str | None]:
+        plant = platform_id_of(systems.state, "work_order", "plant_db", str(row_id))
+        (number,) = set(systems.maximo_rows()) - numbers_before
+        return plant, platform_id_of(systems.state, "work_order", "maximo", f"BEDFORD/{number}")
+
+    # Run 1: created in Maximo, the write-back refused; kept, the records paired.
+    Operator.races = 1
+    first = run()
+    (number,) = set(systems.maximo_rows()) - numbers_before
+    assert [n for n, row in systems.sql_rows(with_times=True).items() if row["id"] == row_id] == [
+        None
+    ]
+    (pending,) = _pending_keys(systems)
+    assert (pending["status"], pending["attempts"], pending["value"]) == ("pending", 1, number)
+    assert (pending["system"], pending["external_id"]) == ("plant_db", str(row_id))
+    assert pending["assigned_external_id"] == f"BEDFORD/{number}"
+    assert pending["run_id"] == first.run_id and "row_version" in pending["last_error"]
+    pid, partner = paired()
+    assert pid is not None and pid == partner
+
+    # Run 2: tried again before reading, refused again; the operator's title still flows.
+    Operator.races = 1
+    second = run()
+    (pending,) = _pending_keys(systems)
+    assert (pending["status"], pending["attempts"]) == ("pending", 2)
+    assert systems.maximo_rows()[number]["description"] == "Check vibration, pump P-9 (0)"
+    assert paired() == (pid, pid)
+    assert "assigned_key" not in set(second.planned["strategy"])
+
+    # Run 3: the row holds still; the number is written, audited and the entry closed.
+    third = run()
+    assert third.counts["applied"] == 1
+    plant = systems.sql_rows(with_times=True)
+    assert [n for n, row in plant.items() if row["id"] == row_id] == [number]
+    (pending,) = _pending_keys(systems)
+    assert (pending["status"], pending["attempts"]) == ("applied", 3)
+    assert pending["applied_run_id"] == third.run_id
+    history = record_history(
+        systems.state, entity="work_order", system="plant_db", external_id=str(row_id)
+    )
+    line = history[history["strategy"] == "assigned_key"].iloc[-1]
+    assert (line["run_id"], line["old_value"], line["new_value"]) == (third.run_id, None, number)
+    assert (line["source_system"], line["target_system"]) == ("maximo", "plant_db")
+    assert f"as run {first.run_id} was refused" in line["reason"]
+    lake = systems.lake.read(["audit", "sync_changes"])
+    assert "assigned_key" in set(lake.loc[lake["run_id"] == third.run_id, "strategy"])
+    assert paired() == (pid, pid)
+
+    # Nothing echoes afterwards, in either system.
+    stamps, plant = systems.maximo_stamps(), systems.sql_rows(with_times=True)
+    for _ in range(2):
+        assert run().counts["applied"] == 0
+    assert systems.maximo_stamps() == stamps and systems.sql_rows(with_times=True) == plant
+
+
+def test_a_pending_number_is_dropped_when_the_record_gets_its_own(pg_systems: Systems) -> None:
+    """A planner types a number into the row before the sync could write Maximo's: the
+    sync leaves the planner's number and closes the entry, saying why."""
+    systems = pg_systems
+    engine = synced(systems)
+    (row_id,) = _insert_unnumbered(systems, "Replace V-belts, fan F-2")
+
+    class Planner(SqlTableAdapter):
+        def update(self, external_id: str, changes: Any, **kwargs: Any) -> Any:
+            if "wonum" in changes:
+                systems.edit_sql_row(row_id, wonum="7001")
+            return super().update(external_id, changes, **kwargs)
+
+    report = systems.engine(sql=Planner(systems.sql, "plant_work_orders")).run()
+    assert report.status == "succeeded", report.cause
+    assert _pending_keys(systems)[0]["status"] == "pending"
+    report = engine.run()
+    assert report.status == "succeeded", report.cause
+    (pending,) = _pending_keys(systems)
+    assert pending["status"] == "superseded" and "now holds external_id '7001'" in pending["note"]
+    assert pending["attempts"] == 1
+    assert [n for n, row in systems.sql_rows(with_times=True).items() if row["id"] == row_id] == [
+        "7001"
+    ]
     assert engine.run().counts["applied"] == 0
 
 

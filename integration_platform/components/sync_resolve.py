@@ -53,37 +53,51 @@ CONNECTION_COMPONENT = "integration_platform.components.ConnectionComponent"
 SYNC_TAG = "integration_platform/sync"
 """Run tag naming the sync: deploy/dagster.yaml limits it to one run per value."""
 PACKAGE_DEFS = Path(__file__).resolve().parents[1] / "defs"
+ANY_ENTITY = "*"
+"""The ``AdapterType.targets`` key of an adapter that carries any entity (one table)."""
 
 
 @dataclass(frozen=True)
 class AdapterType:
-    """How a connection type takes part in a sync: the adapter class, the entities it can
-    carry (``None``: any) and the options a side may give it."""
+    """How a connection type takes part in a sync: the adapter class for each entity it can
+    carry (``ANY_ENTITY``: one class for every entity) and the options a side may give it."""
 
-    target: str
-    entities: tuple[str, ...] | None
+    targets: Mapping[str, str]
     options: tuple[str, ...]
     required: tuple[str, ...] = ()
 
-    def load(self) -> type[SyncAdapter]:
-        module, _, name = self.target.partition(":")
+    @property
+    def entities(self) -> tuple[str, ...] | None:
+        """The entities the connection type can sync; ``None``: any."""
+        return None if ANY_ENTITY in self.targets else tuple(self.targets)
+
+    def load(self, entity: str) -> type[SyncAdapter]:
+        """The adapter class for ``entity``, imported now (not when definitions load)."""
+        target = self.targets.get(entity) or self.targets[ANY_ENTITY]
+        module, _, name = target.partition(":")
         return getattr(importlib.import_module(module), name)
 
 
+MAXIMO_ADAPTERS = "integration_platform.sync.adapters.maximo"
+DYNAMICS_ADAPTERS = "integration_platform.sync.adapters.dynamics"
 SYNC_ADAPTERS: dict[str, AdapterType] = {
     "maximo": AdapterType(
-        "integration_platform.sync.adapters.maximo:MaximoWorkOrderAdapter",
-        entities=("work_order",),
+        {
+            "work_order": f"{MAXIMO_ADAPTERS}:MaximoWorkOrderAdapter",
+            "asset": f"{MAXIMO_ADAPTERS}:MaximoAssetAdapter",
+            "maintenance_schedule": f"{MAXIMO_ADAPTERS}:MaximoPmAdapter",
+        },
         options=("create_defaults", "cancel_values", "page_size"),
     ),
     "dynamics": AdapterType(
-        "integration_platform.sync.adapters.dynamics:DynamicsWorkOrderAdapter",
-        entities=("work_order",),
+        {
+            "work_order": f"{DYNAMICS_ADAPTERS}:DynamicsWorkOrderAdapter",
+            "asset": f"{DYNAMICS_ADAPTERS}:DynamicsAssetAdapter",
+        },
         options=("create_defaults", "cancel_values"),
     ),
     "sql": AdapterType(
-        "integration_platform.sync.adapters.sql:SqlTableAdapter",
-        entities=None,
+        {ANY_ENTITY: "integration_platform.sync.adapters.sql:SqlTableAdapter"},
         options=("table", "schema", "touch_modified"),
         required=("table",),
     ),
@@ -117,6 +131,7 @@ class ResolvedSide:
     spec: SideSpec
     connection: DeclaredConnection
     options: Mapping[str, Any]
+    entity: str
 
     @property
     def resource_key(self) -> str:
@@ -124,7 +139,7 @@ class ResolvedSide:
 
     def build_adapter(self, connector: Any) -> SyncAdapter:
         """The sync adapter of this side around the connection's connector resource."""
-        adapter = SYNC_ADAPTERS[self.connection.type].load()
+        adapter = SYNC_ADAPTERS[self.connection.type].load(self.entity)
         return adapter(connector, **dict(self.options))
 
 
@@ -390,8 +405,8 @@ def _resolve_one(
         return None
     return (
         spec,
-        ResolvedSide("left", left[0], left[1], left[2]),
-        ResolvedSide("right", right[0], right[1], right[2]),
+        ResolvedSide("left", left[0], left[1], left[2], sync.entity),
+        ResolvedSide("right", right[0], right[1], right[2], sync.entity),
     )
 
 

@@ -20,6 +20,7 @@ from integration_platform.state.models import NOW, Base, BigIntPK, utcnow
 RUN_STATUSES: tuple[str, ...] = ("running", "succeeded", "failed", "rolled_back")
 JOURNAL_STATES: tuple[str, ...] = ("pending", "applied", "compensated", "failed", "skipped")
 CONFLICT_STATUSES: tuple[str, ...] = ("open", "resolved", "applied", "superseded")
+PENDING_KEY_STATUSES: tuple[str, ...] = ("pending", "applied", "superseded")
 
 
 def _in_list(column: str, values: tuple[str, ...]) -> str:
@@ -210,6 +211,48 @@ class SyncAuditEntry(Base):
     )
 
 
+class SyncPendingKey(Base):
+    """A number one system assigned to a record the sync created there (Maximo's ``wonum``)
+    whose write-back to the record it came from was refused (the record changed during the
+    run). Kept until a later run writes it: ``applied``, or ``superseded`` when the record
+    meanwhile holds a number of its own or is gone. The records stay paired throughout by
+    their cross-references, which do not depend on the number.
+    """
+
+    __tablename__ = "sync_pending_keys"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    sync_name: Mapped[str] = mapped_column(sa.String(200))
+    entity: Mapped[str] = mapped_column(sa.String(50))
+    platform_id: Mapped[str] = mapped_column(sa.String(64))
+    # The record to write to (the source of the created record) and the canonical field.
+    system: Mapped[str] = mapped_column(sa.String(100))
+    external_id: Mapped[str] = mapped_column(sa.String(400))
+    field: Mapped[str] = mapped_column(sa.String(100))
+    # The canonical value assigned, and the side field -> value to write.
+    value: Mapped[Any] = mapped_column(sa.JSON(), nullable=True)
+    changes: Mapped[dict[str, Any]] = mapped_column()
+    # Which system assigned it, to which record.
+    assigned_by: Mapped[str] = mapped_column(sa.String(100))
+    assigned_external_id: Mapped[str] = mapped_column(sa.String(400))
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending", server_default="pending")
+    attempts: Mapped[int] = mapped_column(default=1, server_default="1")
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    note: Mapped[str | None] = mapped_column(sa.Text)
+    run_id: Mapped[str] = mapped_column(sa.String(64))
+    applied_run_id: Mapped[str | None] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
+    updated_at: Mapped[datetime] = mapped_column(
+        default=utcnow, onupdate=utcnow, server_default=NOW
+    )
+
+    __table_args__ = (
+        sa.CheckConstraint(_in_list("status", PENDING_KEY_STATUSES), name="status"),
+        sa.UniqueConstraint("sync_name", "platform_id", "system"),
+        sa.Index("ix_sync_pending_keys_sync_name_status", "sync_name", "status"),
+    )
+
+
 SYNC_TABLES: tuple[str, ...] = (
     "sync_xrefs",
     "sync_bases",
@@ -217,4 +260,5 @@ SYNC_TABLES: tuple[str, ...] = (
     "sync_journal",
     "sync_conflicts",
     "sync_audit",
+    "sync_pending_keys",
 )

@@ -5,10 +5,12 @@ Library code, usable without Dagster. The pieces a caller needs:
 - :class:`SyncSpec` (with :class:`SideSpec`, :class:`FieldMap`, :class:`FieldPolicy`) declares
   a sync and validates it (:class:`SyncSpecError` lists ``(path, message)`` problems);
 - :class:`SyncEngine` runs it between two adapters (``sync.adapters.sql.SqlTableAdapter``,
-  ``sync.adapters.maximo.MaximoWorkOrderAdapter``, ``sync.adapters.dynamics...``) and
-  returns a :class:`SyncReport` (``dry_run=True`` only plans);
+  ``sync.adapters.maximo.MaximoWorkOrderAdapter`` / ``MaximoAssetAdapter`` /
+  ``MaximoPmAdapter``, ``sync.adapters.dynamics...``) and returns a :class:`SyncReport`
+  (``dry_run=True`` only plans); runs of one sync exclude each other (:class:`SyncBusy`);
 - :func:`list_conflicts`, :func:`show_conflict`, :func:`resolve_conflict` work the queue;
-- :func:`record_history` and :func:`list_runs` show what happened;
+- :func:`record_history`, :func:`list_runs` and :func:`list_pending_keys` show what
+  happened and what waits;
 - :func:`register_rule` adds a named conflict rule.
 
 See ``docs/sync.md``.
@@ -17,6 +19,7 @@ See ``docs/sync.md``.
 from integration_platform.sync.engine import SyncEngine, SyncReport, SyncRunFailed
 from integration_platform.sync.history import (
     ResolutionCounts,
+    list_pending_keys,
     list_runs,
     platform_id_of,
     record_history,
@@ -65,6 +68,7 @@ __all__ = [
     "SyncSpec",
     "SyncSpecError",
     "list_conflicts",
+    "list_pending_keys",
     "list_runs",
     "platform_id_of",
     "record_history",

@@ -3,7 +3,8 @@
 A run
 
 1. undoes what an earlier run of the same sync left half done (its process ended mid-run),
-   from the durable journal of before-images;
+   from the durable journal of before-images, then writes back the numbers earlier runs
+   could not (``sync_pending_keys``: the write-back was refused as stale);
 2. reads both systems (in full, or with ``ReadPolicy.incremental`` only what changed since
    the last run plus what detection needs beside it) and maps them to canonical values,
    quarantining records that do not fit;
@@ -15,7 +16,8 @@ A run
    by a compensating write, and the run is marked ``rolled_back`` with the cause. A write
    refused because the record changed meanwhile (HTTP 412, stale rowstamp) is not a failure:
    the record's fields go to the conflict queue and the rest of the run continues. A number
-   the target assigned to a record created there is written back to its source at once;
+   the target assigned to a record created there is written back to its source at once (if
+   that write is refused as stale, it is kept and made by a later run);
 5. stores the new bases with the version tokens the targets answered (so the sync's own
    writes are not read back as changes), the cross-references, the conflict queue, the
    audit trail (state database and the Delta table ``audit/sync_changes``) and the run's
@@ -34,6 +36,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -55,6 +58,7 @@ from integration_platform.sync.values import (
     Kind,
     content_hash,
     field_kinds,
+    from_json_value,
     json_records,
     normalize,
     normalize_column,
@@ -195,7 +199,10 @@ class SyncEngine:
                 self.recover()
                 self.store.start_run(run_id, spec.name, spec.entity, triggered_by)
             read_info: dict[str, Any] = {"read_mode": "full", "high_water": None}
+            written_back: list[dict[str, Any]] = []
             try:
+                if not dry_run:
+                    written_back = self._write_back_pending(run_id)
                 history = self.store.read_history(spec.name)
                 since, why = self._read_plan(full, history)
                 read_info["read_mode"] = "full" if since is None else "incremental"
@@ -224,7 +231,7 @@ class SyncEngine:
                 "conflicts": int(new.sum()),
                 "auto_resolved": int((new & conflicts["resolved"].astype(bool)).sum()),
                 "resolved_manually": 0,
-                "applied": 0,
+                "applied": len(written_back),
                 "rolled_back": 0,
                 "quarantined": len(quarantine),
             }
@@ -256,7 +263,7 @@ class SyncEngine:
             log.info("sync %s: %d writes planned, %d new conflicts", spec.name, len(writes),
                      counts["conflicts"])  # fmt: skip
             try:
-                results, stale = self._apply(run_id, writes, found, reads)
+                results, stale, refused = self._apply(run_id, writes, found, reads)
             except _RunAborted as aborted:
                 counts["rolled_back"] = aborted.compensated
                 self.store.finish_run(
@@ -268,9 +275,11 @@ class SyncEngine:
                 )
                 log.error("sync %s rolled back: %s", spec.name, aborted.cause)
                 return report("rolled_back", aborted.cause, aborted.error)
-            counts["applied"] = len(results)
+            counts["applied"] = len(results) + len(written_back)
             counts["resolved_manually"] = found.resolved_manually
-            audit = self._commit(run_id, found, writes, results, stale, counts | read_info)
+            audit = self._commit(
+                run_id, found, writes, results, stale, counts | read_info, refused=refused
+            )
             self._audit_to_lake(audit, run_id)
             log.info("sync %s: %s", spec.name, counts)
             return report("succeeded")
@@ -632,13 +641,15 @@ class SyncEngine:
         writes: list[PlannedWrite],
         found: Detection | None = None,
         reads: Mapping[str, SideRecords] | None = None,
-    ) -> tuple[dict[int, WriteResult], dict[int, Conflict]]:
-        """Make the writes as one unit; returns results and refused (stale) writes by seq.
+    ) -> tuple[dict[int, WriteResult], dict[int, Conflict], dict[int, Conflict]]:
+        """Make the writes as one unit; returns, by seq, the results, the writes refused as
+        stale and the refused write-backs of assigned numbers.
 
         A create answered with a match value the target assigned itself (Maximo numbering a
         work order, an identity column) is followed at once by an update of the source
         record to that value (appended to ``writes``): part of the same unit, so rolled back
-        with it.
+        with it. A write-back refused because the source record changed meanwhile does not
+        stop the run: it is kept in ``sync_pending_keys`` and made by a later run.
         """
         transactional = [w for w in writes if self.adapters[w.target].transactional]
         journaled = [w for w in writes if not self.adapters[w.target].transactional]
@@ -651,6 +662,7 @@ class SyncEngine:
         )
         results: dict[int, WriteResult] = {}
         stale: dict[int, Conflict] = {}
+        refused: dict[int, Conflict] = {}
         open_tx = {n for n in SIDES if self.adapters[n].transactional and _targets(writes, n)}
         for name in open_tx:
             self.adapters[name].begin()
@@ -666,8 +678,9 @@ class SyncEngine:
                     if entry is not None:
                         self.store.mark(entry, "skipped", error=str(exc))
                     log.warning("sync %s: %s", self.spec.name, exc)
-                    if not write.assigned_key:  # the created record itself stays paired
-                        stale[write.seq] = exc
+                    # A refused write-back waits for a later run; the created record and
+                    # its source stay paired by their cross-references.
+                    (refused if write.assigned_key else stale)[write.seq] = exc
                     continue
                 except Exception as exc:
                     if entry is not None:
@@ -703,7 +716,8 @@ class SyncEngine:
         except Exception as exc:
             for name in open_tx:
                 self.adapters[name].rollback()
-            cause = f"write {len(done) + len(stale) + 1} of {len(writes)} failed: {_cause(exc)}"
+            number = len(done) + len(stale) + len(refused) + 1
+            cause = f"write {number} of {len(writes)} failed: {_cause(exc)}"
             undone = self._compensate([w for w in done if w.seq in entry_ids], results, entry_ids)
             raise _RunAborted(cause, len(done) - undone.failed, exc) from exc
         except BaseException:
@@ -712,7 +726,7 @@ class SyncEngine:
             for name in open_tx:
                 self.adapters[name].rollback()
             raise
-        return results, stale
+        return results, stale, refused
 
     def _assigned_key(
         self,
@@ -914,6 +928,142 @@ class SyncEngine:
             log.warning("sync %s: run %s %s", self.spec.name, run_id, cause)
         return runs
 
+    # -- numbers assigned by an earlier run ----------------------------------------------------
+
+    def _write_back_pending(self, run_id: str) -> list[dict[str, Any]]:
+        """Write back the numbers earlier runs could not (``sync_pending_keys``), before
+        reading, so this run reads both records carrying the same key. Returns the audit
+        lines of the numbers written (already stored; appended to the lake here)."""
+        pending = self.store.pending_keys(self.spec.name)
+        sides = {self.sides[n].system: n for n in SIDES}
+        audit = []
+        for item in pending:
+            name = sides.get(str(item["system"]))
+            if name is None or item["field"] not in self.kinds:
+                continue  # the sync no longer has that system or field
+            if not self.spec.writes_to(name):
+                note = f"the sync no longer writes to {item['system']}"
+                self.store.settle_pending_key(
+                    int(item["id"]), status="superseded", run_id=run_id, attempted=False, note=note
+                )
+                continue
+            line = self._write_back(run_id, name, item)
+            if line is not None:
+                audit.append(line)
+        self._audit_to_lake(audit, run_id)
+        return audit
+
+    def _write_back(self, run_id: str, name: str, item: Mapping[str, Any]) -> dict[str, Any] | None:
+        """One pending write-back: made with the record's current version, or settled
+        without a write when the record already holds a number or is gone."""
+        side, system = self.sides[name], self.sides[name].system
+        external_id, field_name = str(item["external_id"]), str(item["field"])
+        settle = partial(self.store.settle_pending_key, int(item["id"]), run_id=run_id)
+        try:
+            record = self._current_record(name, external_id)
+        except Exception as exc:  # cannot look now (system down): the next run tries again
+            settle(status="pending", attempted=False, error=_cause(exc))
+            return None
+        if record is None:
+            note = f"{system} has no record {external_id} any more"
+            settle(status="superseded", attempted=False, note=note)
+            return None
+        wanted = from_json_value(item["value"], self.kinds[field_name])
+        held = self._canonical(name, field_name, record)
+        if not values_differ(held, wanted):
+            settle(status="applied", attempted=False, note="the record already held the number")
+            return None
+        if _plain(held) is not None:
+            note = (
+                f"{system} record {external_id} now holds {field_name} "
+                f"{to_json_value(held)!r}, set there; left as it is"
+            )
+            log.warning("sync %s: %s", self.spec.name, note)
+            settle(status="superseded", attempted=False, note=note)
+            return None
+        changes = dict(item["changes"])
+        version = record.get(side.version_field) if side.version_field else None
+        try:
+            self._update_alone(
+                name,
+                external_id,
+                changes,
+                version=None if _plain(version) is None else str(version),
+                expected={k: _plain(record.get(k)) for k in changes},
+            )
+        except Exception as exc:  # refused again, or the system failed: try next run
+            log.warning("sync %s: write-back to %s %s: %s", self.spec.name, system,
+                        external_id, exc)  # fmt: skip
+            settle(status="pending", attempted=True, error=_cause(exc))
+            return None
+        line = self._written_back(run_id, item)
+        settle(status="applied", attempted=True, audit=[line])
+        return line
+
+    def _written_back(self, run_id: str, item: Mapping[str, Any]) -> dict[str, Any]:
+        """The audit line of a number written back by a later run than the one refused."""
+        return {
+            "run_id": run_id,
+            "sync_name": self.spec.name,
+            "entity": self.spec.entity,
+            "platform_id": str(item["platform_id"]),
+            "external_id": str(item["external_id"]),
+            "operation": "update",
+            "target_system": str(item["system"]),
+            "applied_at": pd.Timestamp.now(tz="UTC").to_pydatetime(),
+            "field": str(item["field"]),
+            "old_value": None,
+            "new_value": item["value"],
+            "source_system": str(item["assigned_by"]),
+            "strategy": "assigned_key",
+            "resolved_by": None,
+            "reason": f"{item['assigned_by']} assigned {item['field']} {item['value']!r} to the "
+            f"record the sync created there ({item['assigned_external_id']}); written back "
+            f"now, as run {item['run_id']} was refused (the record changed during that run)",
+            "conflict_id": None,
+        }
+
+    def _current_record(self, name: str, external_id: str) -> dict[str, Any] | None:
+        """One record as its system holds it now (read by id where the adapter can)."""
+        adapter = self.adapters[name]
+        frame = adapter.read_ids([external_id])
+        if frame is None:
+            frame = adapter.read()
+        if not len(frame):
+            return None
+        rows = frame[(self._ids(name, frame).astype(str) == external_id).to_numpy()]
+        return None if not len(rows) else rows.iloc[0].to_dict()
+
+    def _canonical(self, name: str, field_name: str, record: Mapping[str, Any]) -> Any:
+        """A record's field in canonical form (code table, type), as detection sees it."""
+        rule = self.sides[name].field_map(field_name)
+        raw = _plain(record.get(rule.field))
+        table = rule.read_table()
+        if table is not None and raw is not None:
+            raw = table.get(str(raw), raw)
+        series = pd.Series([raw], dtype=object)
+        return normalize_column(series, self.kinds[field_name]).iloc[0]
+
+    def _update_alone(
+        self,
+        name: str,
+        external_id: str,
+        changes: Mapping[str, Any],
+        *,
+        version: str | None,
+        expected: Mapping[str, Any],
+    ) -> WriteResult:
+        """An update outside a run's unit: its own transaction on a transactional side."""
+        adapter = self.adapters[name]
+        adapter.begin()
+        try:
+            result = adapter.update(external_id, changes, version=version, expected=expected)
+        except BaseException:
+            adapter.rollback()
+            raise
+        adapter.commit()
+        return result
+
     def _recover_entry(self, target: str, entry: Any) -> str:
         adapter = self.adapters[target]
         if entry.operation == "create":
@@ -960,8 +1110,11 @@ class SyncEngine:
         results: Mapping[int, WriteResult],
         stale: Mapping[int, Conflict],
         counts: Mapping[str, Any],
+        *,
+        refused: Mapping[int, Conflict] | None = None,
     ) -> list[dict[str, Any]]:
         spec = self.spec
+        refused = refused or {}
         now = pd.Timestamp.now(tz="UTC").to_pydatetime()
         records = found.records
         stale_pids = {w.platform_id for w in writes if w.seq in stale}
@@ -1032,6 +1185,14 @@ class SyncEngine:
                     values[name].at[pid, spec.match_field] = key
             if version is not None and pid in values[target].index:
                 values[target].at[pid, VERSION] = version
+        pending = self._pending_keys(run_id, writes, results, refused, now)
+        for row in pending:  # the numbering side carries its number; the source not yet
+            numbered = next(n for n in SIDES if self.sides[n].system == row["assigned_by"])
+            if row["platform_id"] in values[numbered].index:
+                values[numbered][spec.match_field] = values[numbered][spec.match_field].astype(
+                    object
+                )
+                values[numbered].at[row["platform_id"], spec.match_field] = row["_canonical"]
         bases = []
         fields = list(self.kinds)
         for name in SIDES:
@@ -1100,12 +1261,67 @@ class SyncEngine:
             status="succeeded",
             cause=None,
             counts=dict(counts),
+            pending_keys=[{k: v for k, v in row.items() if k != "_canonical"} for row in pending],
         )
         for line in audit:
             ref = line.pop("conflict_ref", None)
             if ref is not None and line.get("conflict_id") is None:
                 line["conflict_id"] = ids[ref]
         return audit
+
+    def _pending_keys(
+        self,
+        run_id: str,
+        writes: list[PlannedWrite],
+        results: Mapping[int, WriteResult],
+        refused: Mapping[int, Conflict],
+        now: datetime,
+    ) -> list[dict[str, Any]]:
+        """A ``sync_pending_keys`` row per refused write-back (``_canonical``: the value as
+        the canonical model holds it, for the bases)."""
+        match = self.spec.match_field
+        created = {
+            w.platform_id: results[w.seq].external_id
+            for w in writes
+            if w.operation == "create" and w.seq in results
+        }
+        rows = []
+        for write in writes:
+            if write.seq not in refused or match is None or write.external_id is None:
+                continue
+            assigned = write.canonical[match]
+            rows.append(
+                {
+                    "sync_name": self.spec.name,
+                    "entity": self.spec.entity,
+                    "platform_id": write.platform_id,
+                    "system": write.system,
+                    "external_id": write.external_id,
+                    "field": match,
+                    "value": to_json_value(assigned),
+                    "changes": {k: to_json_value(v) for k, v in write.changes.items()},
+                    "assigned_by": self.sides[other(write.target)].system,
+                    "assigned_external_id": created.get(write.platform_id, ""),
+                    "status": "pending",
+                    "attempts": 1,
+                    "last_error": str(refused[write.seq]),
+                    "note": None,
+                    "run_id": run_id,
+                    "applied_run_id": None,
+                    "updated_at": now,
+                    "_canonical": assigned,
+                }
+            )
+            log.warning(
+                "sync %s: %s %s keeps %s empty for now (the record changed during the run); "
+                "the next run writes %r back",
+                self.spec.name,
+                write.system,
+                write.external_id,
+                match,
+                to_json_value(assigned),
+            )
+        return rows
 
     def _conflict_rows(
         self, run_id: str, found: Detection, now: datetime

@@ -14,7 +14,13 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from integration_platform.state.sync import SyncAuditEntry, SyncConflict, SyncRun, SyncXref
+from integration_platform.state.sync import (
+    SyncAuditEntry,
+    SyncConflict,
+    SyncPendingKey,
+    SyncRun,
+    SyncXref,
+)
 
 HISTORY_COLUMNS = [
     "applied_at",
@@ -127,6 +133,42 @@ def list_runs(state: Any, *, sync_name: str | None = None, limit: int = 50) -> p
     with state.engine().connect() as connection:
         rows = connection.execute(query.limit(limit)).fetchall()
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+PENDING_KEY_COLUMNS = [
+    "sync_name",
+    "entity",
+    "system",
+    "external_id",
+    "field",
+    "value",
+    "assigned_by",
+    "assigned_external_id",
+    "status",
+    "attempts",
+    "last_error",
+    "note",
+    "run_id",
+    "applied_run_id",
+    "updated_at",
+]
+
+
+def list_pending_keys(
+    state: Any, *, sync_name: str | None = None, status: str | None = "pending"
+) -> pd.DataFrame:
+    """Numbers a system assigned whose write-back to the source record was refused: still
+    waiting (``status="pending"``, the default), ``applied``, ``superseded`` or all
+    (``None``), oldest first. Each later run tries the waiting ones again before reading."""
+    table = SyncPendingKey.__table__
+    query = sa.select(*(table.c[c] for c in PENDING_KEY_COLUMNS)).order_by(table.c.id)
+    if sync_name is not None:
+        query = query.where(table.c.sync_name == sync_name)
+    if status is not None:
+        query = query.where(table.c.status == status)
+    with state.engine().connect() as connection:
+        rows = connection.execute(query).fetchall()
+    return pd.DataFrame(rows, columns=PENDING_KEY_COLUMNS)
 
 
 @dataclass(frozen=True)

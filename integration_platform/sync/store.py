@@ -23,13 +23,32 @@ from integration_platform.state.sync import (
     SyncBase,
     SyncConflict,
     SyncJournalEntry,
+    SyncPendingKey,
     SyncRun,
     SyncXref,
 )
+from integration_platform.sync.locks import LockHeld, exclusive_file_lock, sync_lock_path
 from integration_platform.sync.values import Kind, frame_from_json
 
 CHUNK = 5_000
 LOCK_NAMESPACE = 0x53594E43  # "SYNC": keeps sync locks apart from other advisory locks
+# What an upsert of a pending write-back replaces (one row per sync, record and system).
+PENDING_KEY_UPDATES = (
+    "entity",
+    "external_id",
+    "field",
+    "value",
+    "changes",
+    "assigned_by",
+    "assigned_external_id",
+    "status",
+    "attempts",
+    "last_error",
+    "note",
+    "run_id",
+    "applied_run_id",
+    "updated_at",
+)
 
 
 class StateLike(Protocol):
@@ -69,10 +88,17 @@ class SyncStore:
 
     @contextmanager
     def run_lock(self, sync_name: str) -> Iterator[None]:
-        """Hold the sync's lock for a run. On PostgreSQL a session advisory lock, released by
-        the server if the process dies; on SQLite nothing (the Dagster run queue, which
-        limits a sync to one run at a time by its tag, serialises runs there)."""
+        """Hold the sync's lock for a run; a second run raises :class:`SyncBusy` at once.
+
+        PostgreSQL: a session advisory lock, released by the server if the process dies.
+        SQLite: an exclusive file lock next to the database file (``sync/locks.py``),
+        released by the operating system if the process dies.
+        """
         engine = self.state.engine()
+        if engine.dialect.name == "sqlite":
+            with self._file_lock(engine, sync_name):
+                yield
+            return
         if engine.dialect.name != "postgresql":
             yield
             return
@@ -96,6 +122,23 @@ class SyncStore:
                     {"ns": LOCK_NAMESPACE, "key": key - (1 << 31)},
                 )
                 connection.commit()
+
+    @contextmanager
+    def _file_lock(self, engine: sa.Engine, sync_name: str) -> Iterator[None]:
+        """SQLite's counterpart of the advisory lock; why a file lock: ``sync/locks.py``."""
+        database = engine.url.database
+        if not database or database == ":memory:":
+            yield  # a database no other process can open needs no lock between processes
+            return
+        path = sync_lock_path(database, sync_name)
+        try:
+            with exclusive_file_lock(path):
+                yield
+        except LockHeld as held:
+            raise SyncBusy(
+                f"sync {sync_name!r} is already running ({held.holder}; lock file {path}); "
+                "wait for it to finish (runs of one sync are serialised)"
+            ) from None
 
     # -- loading ------------------------------------------------------------------------------
 
@@ -300,6 +343,50 @@ class SyncStore:
                 update=["retired", "updated_at"],
             )
 
+    # -- numbers waiting to be written back ------------------------------------------------------
+
+    def pending_keys(self, sync_name: str) -> list[dict[str, Any]]:
+        """The sync's write-backs of assigned numbers still to be made, oldest first."""
+        table = SyncPendingKey.__table__
+        query = (
+            sa.select(table)
+            .where(table.c.sync_name == sync_name, table.c.status == "pending")
+            .order_by(table.c.id)
+        )
+        with self.state.engine().connect() as connection:
+            return [dict(row) for row in connection.execute(query).mappings()]
+
+    def settle_pending_key(
+        self,
+        key_id: int,
+        *,
+        status: str,
+        run_id: str,
+        attempted: bool,
+        error: str | None = None,
+        note: str | None = None,
+        audit: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        """Record what a run did with a pending write-back (with its audit line when it
+        wrote the number), in one transaction."""
+        from integration_platform.state.sync import SyncAuditEntry
+
+        table = SyncPendingKey.__table__
+        values: dict[str, Any] = {
+            "status": status,
+            "last_error": error,
+            "note": note,
+            "updated_at": utcnow(),
+        }
+        if attempted:
+            values["attempts"] = table.c.attempts + 1
+        if status != "pending":
+            values["applied_run_id"] = run_id
+        with self.session() as session:
+            session.execute(sa.update(table).where(table.c.id == key_id).values(**values))
+            if audit:
+                session.execute(sa.insert(SyncAuditEntry.__table__), [dict(a) for a in audit])
+
     # -- a run's outcome, in one transaction ----------------------------------------------------
 
     def commit_outcome(
@@ -314,6 +401,7 @@ class SyncStore:
         status: str,
         cause: str | None,
         counts: Mapping[str, Any],
+        pending_keys: Sequence[Mapping[str, Any]] = (),
     ) -> list[int]:
         """Write everything a run decided; returns the ids of the new conflicts in order."""
         from integration_platform.state.sync import SyncAuditEntry
@@ -357,6 +445,13 @@ class SyncStore:
                 entries.append(entry)
             for chunk in _chunks(entries):
                 session.execute(sa.insert(SyncAuditEntry.__table__), chunk)
+            _upsert(
+                session,
+                SyncPendingKey.__table__,
+                pending_keys,
+                keys=["sync_name", "platform_id", "system"],
+                update=list(PENDING_KEY_UPDATES),
+            )
             _finish(session, run_id, status=status, cause=cause, counts=counts)
             return ids
 

@@ -6,7 +6,7 @@ translates the vendor's asset records to the seed's asset number, so one suite c
 connector: the shared entity checks (``test_connectors_entities.py``) and the asset writes
 (``test_connectors_assets.py``). ``writes`` says whether the vendor's API lets the connector
 update an asset (all of them do: Maximo, SAP, Fiix, Oracle, UpKeep, Dynamics), ``creates``
-whether it creates one (UpKeep, Dynamics; the others leave that to the system's own UI).
+whether it creates one (Maximo, UpKeep, Dynamics; the others leave that to the system's own UI).
 """
 
 from __future__ import annotations
@@ -52,11 +52,12 @@ class AssetContract(EntityContract):
 
 
 class MaximoAssets(AssetContract):
-    """``mxasset``: updated by POST to the record's href with ``x-method-override: PATCH``
-    and its ``_rowstamp`` as ``If-Match``."""
+    """``mxasset``: created by POST with ``properties: *``, updated by POST to the record's
+    href with ``x-method-override: PATCH`` and its ``_rowstamp`` as ``If-Match``."""
 
     name = "maximo"
     writes = True
+    creates = True
     number_column = "assetnum"
     text_column = "description"
     resource = "/os/mxasset"
@@ -72,6 +73,10 @@ class MaximoAssets(AssetContract):
             row["href"], {"description": UPDATED_TEXT}, rowstamp=row["_rowstamp"]
         )
         return UPDATED_TEXT
+
+    def create(self, connector: Any, text: str) -> str:
+        record = {"siteid": "BEDFORD", "assetnum": CREATED_ASSET, "description": text}
+        return str(connector.create_asset(record)["assetnum"])
 
 
 class SapEquipment(AssetContract):

@@ -68,9 +68,16 @@ def oracle_order(order: Mapping[str, Any], *, changed: datetime | None = None) -
         "WorkOrderPriority": int(str(order.get("wopriority", 3))),
         "OrganizationCode": ORGS[str(order["siteid"])],
         "AssetNumber": order.get("assetnum"),
+        "ActualStartDate": _actual(order.get("actstart")),
+        "ActualCompletionDate": _actual(order.get("actfinish")),
         "CreationDate": oracle_time(changed_at),
         "LastUpdateDate": oracle_time(changed_at),
     }
+
+
+def _actual(maximo_time: Any) -> str | None:
+    """The seed's actual start/finish (Maximo-style text), as Oracle renders a date-time."""
+    return oracle_time(datetime.fromisoformat(str(maximo_time))) if maximo_time else None
 
 
 def oracle_asset(asset: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,9 +3,11 @@
 Reads use ``lean=1`` JSON, ``oslc.select`` for the declared attributes, ``oslc.where`` on
 ``changedate >=`` the cursor's mark and ``oslc.orderBy=+changedate,+<key>`` so the cursor can
 advance page by page; Maximo pages with ``oslc.pageSize`` and ``responseInfo.nextPage.href``.
-Writes follow the API's own conventions: a create POSTs to the object structure with
-``properties: *`` to get the record back; an update (work orders, assets) POSTs to the
-record's ``href`` with ``x-method-override: PATCH``.
+Writes follow the API's own conventions for work orders, assets and PMs alike: a create POSTs
+to the object structure with ``properties: *`` to get the record back (never retried: Maximo
+may have stored it before failing); an update POSTs to the record's ``href`` with
+``x-method-override: PATCH`` (safe to repeat), with the ``_rowstamp`` read as ``If-Match``
+when ``conditional_updates`` is on, so a record changed meanwhile fails with ``Conflict``.
 
 Preventive maintenance records (``mxpm``/``mxapipm``) are read like work orders. Their
 calendar frequency is on the PM (``frequency``, ``frequnit``); meter-based frequencies are
@@ -100,7 +102,7 @@ SYSTEM_PROPERTIES = frozenset({"_rowstamp", "href"})
 
 
 class MaximoConnector(RestConnector):
-    """IBM Maximo work orders and assets: incremental reads, creates and updates."""
+    """IBM Maximo work orders, assets and PMs: incremental reads, creates and updates."""
 
     system: ClassVar[str] = "maximo"
     health_path: ClassVar[str] = "/whoami"
@@ -288,16 +290,7 @@ class MaximoConnector(RestConnector):
 
     def create_work_order(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """Create a work order; Maximo's stored record (href, wonum, _rowstamp) comes back."""
-        record_id = "/".join(str(record[k]) for k in ("siteid", "wonum") if record.get(k))
-        response = self.client.request(
-            "POST",
-            self.work_orders_stream().path,
-            params={"lean": 1},
-            json=dict(record),
-            headers={"properties": "*"},
-            record_id=record_id or None,
-        )
-        return self._record_body(response, record_id)
+        return self._create(self.work_orders_stream(), record)
 
     def update_work_order(
         self,
@@ -314,6 +307,11 @@ class MaximoConnector(RestConnector):
         """
         return self._patch(href, changes, rowstamp=rowstamp, merge_children=merge_children)
 
+    def create_asset(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Create an asset; the stored record (href, assetnum, _rowstamp) comes back. Without
+        ``assetnum`` Maximo numbers it (autokey)."""
+        return self._create(self.assets_stream(), record)
+
     def update_asset(
         self, asset_id: str, changes: Mapping[str, Any], *, rowstamp: str | None = None
     ) -> dict[str, Any]:
@@ -325,16 +323,59 @@ class MaximoConnector(RestConnector):
         """
         return self._patch(self.asset_href(asset_id), changes, rowstamp=rowstamp)
 
+    def create_maintenance_schedule(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a PM; the stored record (href, pmnum, _rowstamp) comes back. Without
+        ``pmnum`` Maximo numbers it (autokey)."""
+        return self._create(self.maintenance_schedules_stream(), record)
+
+    def update_maintenance_schedule(
+        self,
+        href_or_id: str,
+        changes: Mapping[str, Any],
+        *,
+        rowstamp: str | None = None,
+        merge_children: bool = False,
+    ) -> dict[str, Any]:
+        """Apply ``changes`` to a PM and return the updated record.
+
+        ``href_or_id`` is the PM's ``href`` as read, or ``SITEID/PMNUM``. ``rowstamp`` works
+        as for work orders. Meter frequencies are ``pmmeter`` child rows: a change that lists
+        some of them replaces the PM's meter rows unless ``merge_children`` (``patchtype:
+        MERGE``) is set.
+        """
+        href = self.record_href(self.maintenance_schedules_stream(), href_or_id)
+        return self._patch(href, changes, rowstamp=rowstamp, merge_children=merge_children)
+
     def asset_href(self, asset_id: str) -> str:
         """The asset's href: ``asset_id`` itself when it is one, else built from the key."""
-        if "://" in asset_id or asset_id.startswith("/"):
-            return asset_id
-        site, separator, number = asset_id.partition("/")
+        return self.record_href(self.assets_stream(), asset_id)
+
+    def record_href(self, stream: RestStream, record_id: str) -> str:
+        """A record's href: ``record_id`` itself when it is one, else built from
+        ``SITEID/NUMBER`` (the rest id lists the number first, as Maximo's key does)."""
+        if "://" in record_id or record_id.startswith("/"):
+            return record_id
+        site, separator, number = record_id.partition("/")
         if not separator or not site or not number:
-            raise ValueError(
-                f"maximo: asset id {asset_id!r} is neither an href nor SITEID/ASSETNUM"
-            )
-        return f"{self.api_url()}{self.assets_stream().path}/{rest_id(number, site)}"
+            key = "/".join(name.upper() for name in stream.primary_key)
+            raise ValueError(f"maximo: {stream.name}: {record_id!r} is neither an href nor {key}")
+        return f"{self.api_url()}{stream.path}/{rest_id(number, site)}"
+
+    def _create(self, stream: RestStream, record: Mapping[str, Any]) -> dict[str, Any]:
+        """POST to the object structure with ``properties: *``: the stored record back. Not
+        retried after a failure that may have reached Maximo (it could create it twice).
+        Errors name the record by ``SITEID/NUMBER`` when the number is given."""
+        key = stream.primary_key
+        record_id = "/".join(str(record[k]) for k in key) if all(map(record.get, key)) else ""
+        response = self.client.request(
+            "POST",
+            stream.path,
+            params={"lean": 1},
+            json=dict(record),
+            headers={"properties": "*"},
+            record_id=record_id or None,
+        )
+        return self._record_body(response, record_id or None)
 
     def _patch(
         self,

@@ -31,6 +31,8 @@ WORK_ORDER_FIELDS = (
     "WorkOrderPriority",
     "OrganizationCode",
     "AssetNumber",
+    "ActualStartDate",
+    "ActualCompletionDate",
     "CreationDate",
     "LastUpdateDate",
 )

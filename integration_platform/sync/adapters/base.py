@@ -131,3 +131,19 @@ class SyncAdapter:
 
     def rollback(self) -> None:
         return None
+
+
+def json_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Values as a REST API's JSON takes them: timestamps as ISO-8601 with their offset (the
+    engine hands over UTC ``Timestamp``s, which JSON cannot carry as they are)."""
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        if isinstance(value, datetime | pd.Timestamp):
+            value = pd.Timestamp(value).isoformat()
+        out[name] = value
+    return out
+
+
+def version_text(value: Any) -> str | None:
+    """A version token as the engine keeps it: text, or None when the system sent none."""
+    return None if value is None else str(value)

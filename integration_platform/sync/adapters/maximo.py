@@ -1,31 +1,71 @@
-"""IBM Maximo work orders as a sync side, through :class:`MaximoConnector`.
+"""IBM Maximo objects (work orders, assets, PMs) as sync sides, through :class:`MaximoConnector`.
 
-The record id is ``SITEID/WONUM`` (key fields ``("siteid", "wonum")``); writes address the
-record by the ``href`` read with it. Give the connector ``conditional_updates=True`` so an
-update carries the ``_rowstamp`` read as ``If-Match`` and a record changed meanwhile is refused
-(``Conflict``) instead of overwritten. Maximo offers no delete through the sync: a work order
-the sync created and must take back is set to the ``cancel_values`` (status ``CAN``).
+One base, :class:`MaximoOslcAdapter`, reads and writes any OSLC object structure; a subclass
+only declares an :class:`OslcObject`: the canonical entity it carries, the connector's stream
+(object structure and key fields), the connector's create and update methods for it, and how
+a record the sync created is taken back.
+
+The record id is the key fields joined with ``/`` (``SITEID/WONUM``, ``SITEID/ASSETNUM``,
+``SITEID/PMNUM``); writes address the record by the ``href`` read with it. Give the
+connector ``conditional_updates=True`` so an update carries the ``_rowstamp`` read as
+``If-Match`` and a record changed meanwhile is refused (``Conflict``) instead of overwritten.
+Maximo offers no delete through the sync: a record the sync created and must take back is
+set to the ``cancel_values`` (work order ``CAN``, asset ``DECOMMISSIONED``, PM ``INACTIVE``).
+
+Every write goes through the connector's own method for the object (``create_work_order``,
+``update_asset``, ``create_maintenance_schedule``, ...), so OSLC conventions, retries (a
+create is never repeated), errors and host pinning are decided in one place.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 
 from integration_platform.connectors.cmms.maximo import MaximoConnector
 from integration_platform.connectors.cursor import Cursor
 from integration_platform.connectors.pagination import Paginator, build_paginator
-from integration_platform.connectors.rest import versioned_frame
-from integration_platform.sync.adapters.base import SyncAdapter, WriteResult
+from integration_platform.connectors.rest import RestStream, versioned_frame
+from integration_platform.sync.adapters.base import (
+    SyncAdapter,
+    WriteResult,
+    json_values,
+    version_text,
+)
 
 MATCH_CHUNK = 100  # values per oslc.where "in [...]": keeps the URL short
 
 
-class MaximoWorkOrderAdapter(SyncAdapter):
-    """Maximo work orders (``mxwo``/``mxapiwodetail``) read in full and written one by one."""
+Create = Callable[[MaximoConnector, Mapping[str, Any]], dict[str, Any]]
+"""A connector method ``(connector, record)`` answering the stored record."""
+Update = Callable[..., dict[str, Any]]
+"""A connector method ``(connector, href, changes, *, rowstamp)`` answering the record."""
+
+
+@dataclass(frozen=True)
+class OslcObject:
+    """What tells one Maximo object apart for the sync: the canonical ``entity``, the
+    connector's ``stream`` (object structure path, key fields, selected attributes), its
+    ``create`` and ``update`` methods, and the values that take back a record the sync
+    created."""
+
+    entity: str
+    stream: Callable[[MaximoConnector], RestStream]
+    create: Create
+    update: Update
+    cancel_values: Mapping[str, Any]
+
+
+class MaximoOslcAdapter(SyncAdapter):
+    """A Maximo object structure read in full (or since a change date) and written one
+    record at a time through the connector. Subclasses only set ``oslc``."""
+
+    oslc: ClassVar[OslcObject]
+    supports_since = True
 
     def __init__(
         self,
@@ -38,28 +78,42 @@ class MaximoWorkOrderAdapter(SyncAdapter):
         super().__init__()
         self.connector = connector
         self.create_defaults = dict(create_defaults or {})
-        self.cancel_values = dict(cancel_values or {"status": "CAN"})
+        self.cancel_values = dict(cancel_values or self.oslc.cancel_values)
         self.page_size = page_size
         self._hrefs: dict[str, str] = {}
 
-    supports_since = True
+    @property
+    def entity(self) -> str:
+        return self.oslc.entity
+
+    def stream(self) -> RestStream:
+        """The connector's declaration of the object structure (its configured name)."""
+        return self.oslc.stream(self.connector)
+
+    # -- reading ----------------------------------------------------------------------------
 
     def read(self, *, since: datetime | None = None) -> pd.DataFrame:
-        """All work orders of the connector's sites; with ``since``, those whose
+        """Every record of the connector's sites; with ``since``, those whose
         ``changedate`` is at or after it (``oslc.where changedate>=``)."""
         cursor = None if since is None else Cursor(high_water_mark=pd.Timestamp(since))
-        pages = self.connector.read_work_orders(since=cursor, page_size=self.page_size)
+        page_size = self.page_size or self.connector.page_size
+        pages = self.connector.read_stream(self.stream(), since=cursor, page_size=page_size)
         return self._remember([page.frame for page in pages])
 
     def read_matching(self, field: str, values: Sequence[Any]) -> pd.DataFrame | None:
-        """Work orders whose ``field`` is one of ``values`` (``oslc.where field in [...]``),
-        a hundred values per request."""
+        """Records whose ``field`` is one of ``values`` (``oslc.where field in [...]``), a
+        hundred values per request."""
         texts = sorted({str(v) for v in values})
         if any('"' in text for text in texts):
             return None  # not expressible in oslc.where: the engine reads everything
         connector = self.connector
-        stream = connector.work_orders_stream()
+        stream = self.stream()
         page_size = self.page_size or connector.page_size
+        paginator = (
+            stream.paginator
+            if isinstance(stream.paginator, Paginator)
+            else build_paginator(stream.paginator, **stream.paginator_options)
+        )
         frames = []
         for start in range(0, len(texts), MATCH_CHUNK):
             chunk = texts[start : start + MATCH_CHUNK]
@@ -67,11 +121,6 @@ class MaximoWorkOrderAdapter(SyncAdapter):
             clause = f"{field} in [" + ",".join(f'"{text}"' for text in chunk) + "]"
             where = params.get("oslc.where")
             params["oslc.where"] = f"{where} and {clause}" if where else clause
-            paginator = (
-                stream.paginator
-                if isinstance(stream.paginator, Paginator)
-                else build_paginator(stream.paginator, **stream.paginator_options)
-            )
             for records, _url in connector.client.paginate(
                 stream.path, paginator=paginator, params=params, page_size=page_size
             ):
@@ -82,7 +131,7 @@ class MaximoWorkOrderAdapter(SyncAdapter):
         """One frame of the pages read; the href of each record kept for writes."""
         frames = [frame for frame in frames if len(frame)]
         if not frames:
-            return pd.DataFrame(columns=["siteid", "wonum", "_rowstamp", "href"])
+            return pd.DataFrame(columns=[*self.stream().primary_key, "_rowstamp", "href"])
         frame = pd.concat(frames, ignore_index=True)
         ids = self.external_ids(frame)
         self._hrefs.update(zip(ids.astype(str), frame["href"].astype(str), strict=True))
@@ -99,18 +148,21 @@ class MaximoWorkOrderAdapter(SyncAdapter):
         body = client.json(response, record_id=external_id)
         return dict(body) if isinstance(body, Mapping) else None
 
+    # -- writing ----------------------------------------------------------------------------
+
     def create(self, values: Mapping[str, Any]) -> WriteResult:
-        """Create a work order. Without a ``wonum`` Maximo numbers it (autokey); the number
-        comes back in the stored record, which the engine writes back to the source."""
-        record = {**self.create_defaults, **_json_values(values)}
+        """Create a record. Without its number (``wonum``, ``assetnum``, ``pmnum``) Maximo
+        numbers it (autokey); the number comes back in the stored record, which the engine
+        writes back to the source."""
+        record = {**self.create_defaults, **json_values(values)}
         for key in self.side.key_fields:
             if record.get(key) is None:
                 record.pop(key, None)
-        body = self.connector.create_work_order(record)
+        body = self.oslc.create(self.connector, record)
         external_id = "/".join(str(body[k]) for k in self.side.key_fields)
         if body.get("href"):
             self._hrefs[external_id] = str(body["href"])
-        return WriteResult(external_id, _text(body.get("_rowstamp")), body)
+        return WriteResult(external_id, version_text(body.get("_rowstamp")), body)
 
     def update(
         self,
@@ -122,26 +174,57 @@ class MaximoWorkOrderAdapter(SyncAdapter):
     ) -> WriteResult:
         href = self._hrefs.get(external_id)
         if href is None:
-            raise KeyError(f"{self.system}: no href known for work order {external_id}")
-        body = self.connector.update_work_order(href, _json_values(changes), rowstamp=version)
+            raise KeyError(f"{self.system}: no href known for {self.entity} {external_id}")
+        body = self.oslc.update(self.connector, href, json_values(changes), rowstamp=version)
         if not body.get("_rowstamp"):
             body = dict(self.fetch(external_id) or {})
-        return WriteResult(external_id, _text(body.get("_rowstamp")), body)
+        return WriteResult(external_id, version_text(body.get("_rowstamp")), body)
 
     def retire(self, external_id: str, *, version: str | None) -> WriteResult:
-        """Take back a work order the sync created: Maximo keeps it, cancelled."""
+        """Take back a record the sync created: Maximo keeps it, with ``cancel_values``."""
         return self.update(external_id, self.cancel_values, version=version, expected={})
 
 
-def _json_values(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Values as Maximo's JSON expects them: dates as ISO-8601 with offset."""
-    out: dict[str, Any] = {}
-    for name, value in values.items():
-        if isinstance(value, datetime | pd.Timestamp):
-            value = pd.Timestamp(value).isoformat()
-        out[name] = value
-    return out
+class MaximoWorkOrderAdapter(MaximoOslcAdapter):
+    """Maximo work orders (``mxwo``/``mxapiwodetail``)."""
+
+    oslc = OslcObject(
+        entity="work_order",
+        stream=MaximoConnector.work_orders_stream,
+        create=MaximoConnector.create_work_order,
+        update=MaximoConnector.update_work_order,
+        cancel_values={"status": "CAN"},
+    )
 
 
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
+class MaximoAssetAdapter(MaximoOslcAdapter):
+    """Maximo assets (``mxasset``/``mxapiasset``)."""
+
+    oslc = OslcObject(
+        entity="asset",
+        stream=MaximoConnector.assets_stream,
+        create=MaximoConnector.create_asset,
+        update=MaximoConnector.update_asset,
+        cancel_values={"status": "DECOMMISSIONED"},
+    )
+
+
+class MaximoPmAdapter(MaximoOslcAdapter):
+    """Maximo preventive maintenance records (``mxpm``/``mxapipm``) as canonical maintenance
+    schedules. Meter-based frequencies (the ``pmmeter`` child rows) are read as JSON text and
+    are not written: sync the PM's own attributes."""
+
+    oslc = OslcObject(
+        entity="maintenance_schedule",
+        stream=MaximoConnector.maintenance_schedules_stream,
+        create=MaximoConnector.create_maintenance_schedule,
+        update=MaximoConnector.update_maintenance_schedule,
+        cancel_values={"status": "INACTIVE"},
+    )
+
+
+MAXIMO_ADAPTERS: dict[str, type[MaximoOslcAdapter]] = {
+    adapter.oslc.entity: adapter
+    for adapter in (MaximoWorkOrderAdapter, MaximoAssetAdapter, MaximoPmAdapter)
+}
+"""The Maximo adapter for each canonical entity."""
