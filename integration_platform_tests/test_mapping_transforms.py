@@ -145,6 +145,25 @@ def test_sap_odata_dates_with_and_without_offset() -> None:
     assert "'Date(1501027200000)'" in converted.reasons[4]
 
 
+def test_sap_odata_v4_dates_need_their_offset() -> None:
+    converted = parse_datetime(
+        text(
+            [
+                "2017-07-26T02:00:00+02:00",
+                "2017-07-26T00:00:00Z",
+                "2017-07-26T00:00:00",
+                "2017-13-40T00:00:00Z",
+            ]
+        ),
+        fmt="sap",
+        **WHERE,
+    )
+    instant = utc("2017-07-26T00:00:00Z")
+    assert converted.values[:2].tolist() == [instant, instant]
+    assert fine(converted) == [True, True, False, False]
+    assert "ISO-8601 with an offset" in converted.reasons[2]
+
+
 def test_epoch_milliseconds_and_seconds_are_utc() -> None:
     millis = parse_datetime(
         text(["1501027200000", " 1501027200123 ", "1501027200000.5", "soon", None]),

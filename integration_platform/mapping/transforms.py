@@ -67,6 +67,7 @@ NS_PER = {"epoch_ms": 1_000_000, "epoch_s": 1_000_000_000}
 
 OFFSET_PATTERN = r"[Tt ]\d{2}(?::?\d{2}){0,2}(?:[.,]\d+)?\s*(?:[Zz]|\s*UTC|[+-]\d{2}(?::?\d{2})?)$"
 SAP_PATTERN = r"^\\?/Date\((?P<millis>-?\d+)(?P<offset>[+-]\d{4})?\)\\?/$"
+SAP_DATE_PROBLEM = "not an SAP date (/Date(milliseconds)/, or ISO-8601 with an offset)"
 INTEGER_PATTERN = r"^[+-]?\d{1,18}$"
 DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 
@@ -480,10 +481,12 @@ def _any_utc(text: pd.Series, rows: np.ndarray) -> bool:
 
 
 def _parse_sap(text: pd.Series, present: np.ndarray, ns: np.ndarray, problems: _Problems) -> None:
-    """OData V2 ``/Date(ms)/`` and ``/Date(ms+hhmm)/``.
+    """SAP's OData date-times: V2 ``/Date(ms)/`` and ``/Date(ms+hhmm)/``, V4 ISO-8601 with an
+    offset (``Edm.DateTimeOffset``), so one spec reads a service of either version.
 
-    The milliseconds count from the Unix epoch in UTC; the offset only says which local zone
-    the writer was in, so it does not move the instant.
+    V2's milliseconds count from the Unix epoch in UTC; the offset only says which local zone
+    the writer was in, so it does not move the instant. A value without an offset is refused:
+    neither version sends one, and guessing its zone would shift the date.
     """
     parts = pc.extract_regex(_arrow(text), pattern=SAP_PATTERN)
     millis = pd.Series(
@@ -492,7 +495,12 @@ def _parse_sap(text: pd.Series, present: np.ndarray, ns: np.ndarray, problems: _
         dtype=STRING,
     )
     shaped = present & _present(millis)
-    problems.add(present & ~shaped, "not an SAP date (/Date(milliseconds)/)")
+    iso = present & ~shaped & _matches(text, OFFSET_PATTERN)
+    if iso.any():
+        aware = _arrow_or_pandas(text, iso, pa.timestamp("ns", tz="UTC"))
+        ns[iso] = aware[iso]
+        problems.add(iso & (aware == NAT), SAP_DATE_PROBLEM)
+    problems.add(present & ~shaped & ~iso, SAP_DATE_PROBLEM)
     if shaped.any():
         exact, plain = _exact_integers(millis)
         in_range = plain & (np.abs(exact) <= np.iinfo(np.int64).max // NS_PER["epoch_ms"])

@@ -64,6 +64,8 @@ STATUS_NAMES = {
     690970004: "Posted",
     690970005: "Canceled",
 }
+# System statuses of a work order whose work is done (Completed, Posted).
+DONE = frozenset({690970003, 690970004})
 PRIORITIES = {1: "Urgent", 2: "High", 3: "Normal", 4: "Low"}
 TYPES = {
     "CM": "Repair",
@@ -87,14 +89,24 @@ def work_order_id(record_id: str) -> str:
 
 
 def dataverse_order(order: Mapping[str, Any], *, changed: datetime | None = None) -> dict:
+    """A seed work order as a Field Service work order: created when reported, first arrival
+    at the actual start, completion (``msdyn_completedon``, kept once Posted) at the actual
+    finish."""
     changed_at = changed or datetime.fromisoformat(str(order["changedate"]))
+    created = datetime.fromisoformat(str(order.get("reportdate") or changed_at.isoformat()))
     record_id = f"{order['siteid']}/{order['wonum']}"
     priority = int(str(order.get("wopriority", 3)))
+    status = SYSTEM_STATUS.get(str(order.get("status")), 690970000)
+    actual: dict[str, str] = {}
+    if order.get("actstart"):
+        actual["msdyn_firstarrivedon"] = v4_date(datetime.fromisoformat(str(order["actstart"])))
+    if status in DONE and order.get("actfinish"):
+        actual["msdyn_completedon"] = v4_date(datetime.fromisoformat(str(order["actfinish"])))
     return {
         "msdyn_workorderid": work_order_id(record_id),
         "msdyn_name": f"WO-{order['wonum']}",
         "msdyn_workordersummary": order["description"],
-        "msdyn_systemstatus": SYSTEM_STATUS.get(str(order.get("status")), 690970000),
+        "msdyn_systemstatus": status,
         "_msdyn_serviceaccount_value": guid("account", str(order["siteid"])),
         "_msdyn_customerasset_value": (
             guid("msdyn_customerasset", str(order["assetnum"])) if order.get("assetnum") else None
@@ -103,7 +115,8 @@ def dataverse_order(order: Mapping[str, Any], *, changed: datetime | None = None
         "_msdyn_workordertype_value": guid("msdyn_workordertype", str(order.get("worktype"))),
         "priority_name": PRIORITIES.get(priority, "Normal"),
         "type_name": TYPES.get(str(order.get("worktype")), "Repair"),
-        "createdon": v4_date(changed_at),
+        **actual,
+        "createdon": v4_date(created),
         "modifiedon": v4_date(changed_at),
     }
 

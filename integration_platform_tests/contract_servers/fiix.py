@@ -32,7 +32,10 @@ from integration_platform_tests.contract_servers import seed
 from integration_platform_tests.contract_servers.vendor_base import VendorContractServer
 
 SITES = {"BEDFORD": 1, "NASHUA": 2}
-STATUS = {"WAPPR": 1, "APPR": 2, "WSCH": 2, "WMATL": 3, "INPRG": 4, "COMP": 5, "CLOSE": 6, "CAN": 7}
+# WorkOrderStatus ids of a new tenant's default records: 1 Requested, 2 Assigned, 3 Open,
+# 4 Work In Progress, 5 On Hold, 6 Closed, 7 Cancelled (the built-in mapping assumes the same).
+STATUS = {"WAPPR": 1, "APPR": 2, "WSCH": 2, "WMATL": 5, "INPRG": 4, "COMP": 6, "CLOSE": 6, "CAN": 7}
+CLOSED = 6
 TYPES = {"PM": 1, "LUB": 1, "CLN": 1, "CM": 2, "EM": 4, "INSP": 5, "CAL": 5, "PDM": 5}
 CLASSES = {
     "WorkOrder": "workorder",
@@ -51,8 +54,16 @@ def epoch_ms(moment: datetime) -> int:
 
 
 def fiix_order(order: Mapping[str, Any], *, changed: datetime | None = None) -> dict[str, Any]:
+    """A seed work order as a Fiix ``WorkOrder``; a closed one carries ``dtmDateCompleted``,
+    the actual finish (or the change that closed it when none was recorded)."""
     changed_at = changed or datetime.fromisoformat(str(order["changedate"]))
     created = datetime.fromisoformat(str(order.get("reportdate") or order["changedate"]))
+    status = STATUS.get(str(order.get("status")), 1)
+    completion: dict[str, int] = {}
+    if status == CLOSED:
+        finished = order.get("actfinish")
+        completed = datetime.fromisoformat(str(finished)) if finished else changed_at
+        completion["dtmDateCompleted"] = epoch_ms(completed)
     return {
         "id": int(str(order["wonum"])),
         "strCode": f"WO{order['wonum']}",
@@ -60,9 +71,10 @@ def fiix_order(order: Mapping[str, Any], *, changed: datetime | None = None) -> 
         "intSiteID": SITES[str(order["siteid"])],
         "strAssetIds": str(order.get("assetnum") or ""),
         "intPriorityID": int(str(order.get("wopriority", 3))),
-        "intWorkOrderStatusID": STATUS.get(str(order.get("status")), 1),
+        "intWorkOrderStatusID": status,
         "intMaintenanceTypeID": TYPES.get(str(order.get("worktype")), 2),
         "dtmDateCreated": epoch_ms(created),
+        **completion,
         "dtmDateLastModified": epoch_ms(changed_at),
         "strAssignedUsers": str(order.get("lead") or ""),
     }

@@ -92,6 +92,26 @@ SET_NAMES = {"order": "MaintenanceOrder", "equipment": "Equipment", "plan": "Mai
 # Navigation properties stored with the record (as lists of child records).
 NAVIGATION = {"plan": ("to_MaintenanceCycle", "to_Item")}
 CYCLE_UNITS = {"DAYS": "DAY", "WEEKS": "WK", "MONTHS": "MON", "YEARS": "YR"}
+# Properties of the MaintenanceOrder entity type the server knows (a part of SAP's published
+# type); a $select naming another is refused with 400, as SAP does. Sets not listed here
+# accept any name.
+PROPERTIES = {
+    "order": frozenset(
+        {
+            "MaintenanceOrder", "MaintenanceOrderType", "MaintenanceOrderDesc",
+            "MaintOrdBasicStartDateTime", "MaintOrdBasicEndDateTime",
+            "MaintOrdSchedldBscStrtDateTime", "MaintOrdSchedldBscEndDateTime",
+            "MaintOrderReferenceDateTime", "MainWorkCompletedDateTime",
+            "MaintenanceNotification", "MainWorkCenter", "MainWorkCenterPlant",
+            "MaintenancePlanningPlant", "MaintenancePlant", "Equipment", "EquipmentName",
+            "FunctionalLocation", "MaintenancePlannerGroup", "MaintenanceActivityType",
+            "MaintPriority", "MaintPriorityType", "CostCenter", "LatestAcceptableCompletionDate",
+            "MaintOrdPersonResponsible", "LastChangeByUser", "LastChangeDateTime",
+            "CreatedByUser", "MaintOrderCreationDateTime", "MaintenancePlan", "MaintenanceCall",
+            "MaintenanceItem", "SystemStatusText", "UserStatusText",
+        }
+    ),
+}  # fmt: skip
 
 
 def order_number(wonum: int | str) -> str:
@@ -100,9 +120,29 @@ def order_number(wonum: int | str) -> str:
 
 def sap_order(work_order: Mapping[str, Any], *, changed: datetime | None = None) -> dict:
     """A seed work order as an SAP maintenance order (values kept as instants until
-    rendered for V2 or V4)."""
+    rendered for V2 or V4).
+
+    The basic dates come from the scheduled start and target finish. The header carries no
+    actual finish: an order whose work is done (finally confirmed or technically completed)
+    has its main work completed at the actual finish, and a technically completed one its
+    reference date at the change that completed it.
+    """
     changed_at = changed or datetime.fromisoformat(str(work_order["changedate"]))
     reported = work_order.get("reportdate")
+    status = str(work_order.get("status"))
+    dates: dict[str, Any] = {
+        "MaintOrdBasicStartDateTime": work_order.get("schedstart"),
+        "MaintOrdBasicEndDateTime": work_order.get("targcompdate"),
+    }
+    if status in ("COMP", "CLOSE"):
+        dates["MainWorkCompletedDateTime"] = work_order.get("actfinish")
+    if status == "CLOSE":
+        dates["MaintOrderReferenceDateTime"] = changed_at
+    instants = {
+        name: datetime.fromisoformat(str(value)).astimezone(UTC).isoformat()
+        for name, value in dates.items()
+        if value
+    }
     return {
         "MaintenanceOrder": order_number(str(work_order["wonum"])),
         "MaintenanceOrderType": TYPES.get(str(work_order.get("worktype")), "PM01"),
@@ -116,6 +156,7 @@ def sap_order(work_order: Mapping[str, Any], *, changed: datetime | None = None)
         "MaintOrderCreationDateTime": (
             datetime.fromisoformat(str(reported)) if reported else changed_at
         ).isoformat(),
+        **instants,
         "LastChangeDateTime": changed_at.astimezone(UTC).isoformat(),
     }
 
@@ -474,6 +515,11 @@ class SapContractServer(VendorContractServer):
         page = records[skip : skip + size]
         rendered = [self._render(request, r, entity=entity, v2=v2) for r in page]
         wanted = top_level_select(params.get("$select"), expand)
+        known = PROPERTIES.get(entity)
+        if wanted and known is not None:
+            unknown = sorted(set(wanted.split(",")) - known - set(expand))
+            if unknown:
+                raise BadQuery(f"Property {unknown[0]} not found in type {key}Type")
         rendered = [select(r, wanted, ("__metadata",)) for r in rendered]
         next_link = None
         if skip + size < len(records):

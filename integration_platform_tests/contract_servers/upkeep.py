@@ -57,20 +57,31 @@ def upkeep_time(moment: datetime) -> str:
 
 
 def upkeep_order(order: Mapping[str, Any], *, changed: datetime | None = None) -> dict:
+    """A seed work order as UpKeep lists it. A complete one carries ``completedDate``: the
+    actual finish, or for an order closed without doing the work (UpKeep has no cancelled
+    status, so it is completed too) the change that closed it."""
     changed_at = changed or datetime.fromisoformat(str(order["changedate"]))
     created = datetime.fromisoformat(str(order.get("reportdate") or order["changedate"]))
+    status = STATUS.get(str(order.get("status")), "open")
+    completion: dict[str, str] = {}
+    if status == "complete":
+        finished = order.get("actfinish")
+        completion["completedDate"] = upkeep_time(
+            datetime.fromisoformat(str(finished)) if finished else changed_at
+        )
     return {
         "id": f"wo{order['wonum']}",
         "workOrderNo": str(order["wonum"]),
         "title": order["description"],
         "description": order["description"],
         "priority": max(0, 4 - int(str(order.get("wopriority", 3)))),
-        "status": STATUS.get(str(order.get("status")), "open"),
+        "status": status,
         "category": CATEGORY.get(str(order.get("worktype")), "Mechanical"),
         "asset": f"as{order['assetnum']}" if order.get("assetnum") else None,
         "location": f"loc{order['siteid']}",
         "createdAt": upkeep_time(created),
         "updatedAt": upkeep_time(changed_at),
+        **completion,
     }
 
 

@@ -59,6 +59,11 @@ SERVICES: dict[str, dict[str, str]] = {
         "plans": "/sap/opu/odata4/sap/api_maintenanceplan/srvd/sap/api_maintenanceplan/0001",
     },
 }
+# Properties of SAP's MaintenanceOrder entity type (V2 and V4 name them alike). SAP answers 400
+# to an unknown name in $select, so only published properties belong here. The header has no
+# actual start or finish (confirmations carry those, per operation); the completion times it
+# does carry are MainWorkCompletedDateTime (set when the main work is reported completed) and
+# MaintOrderReferenceDateTime (the reference date and time given at technical completion).
 MAINTENANCE_ORDER_FIELDS = (
     "MaintenanceOrder",
     "MaintenanceOrderType",
@@ -70,6 +75,13 @@ MAINTENANCE_ORDER_FIELDS = (
     "MaintPriority",
     "SystemStatusText",
     "MaintOrderCreationDateTime",
+    "MaintOrdBasicStartDateTime",
+    "MaintOrdBasicEndDateTime",
+    "MaintOrdSchedldBscStrtDateTime",
+    "MainWorkCompletedDateTime",
+    "MaintOrderReferenceDateTime",
+    "MaintOrdPersonResponsible",
+    "MaintenancePlan",
     "LastChangeDateTime",
 )
 EQUIPMENT_FIELDS = (
