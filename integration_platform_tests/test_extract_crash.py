@@ -163,8 +163,9 @@ def test_killed_while_the_next_page_is_on_the_wire(
     maximo = empty_maximo.seed()
     maximo.slow_next(2, seconds=0)
     maximo.slow_next(1, seconds=3)  # holds page 3 back while the child waits for it
-    # Page 3 is requested only after page 2 is committed: kill once the server has it.
-    status = kill_when(maximo, lake, 5, lambda: len(maximo.requests) >= 3)
+    # Page 3 is read ahead while page 2 is committed: kill once the server has the request
+    # and page 2's commit is in the log.
+    status = kill_when(maximo, lake, 5, lambda: len(maximo.requests) >= 3 and commits(lake) >= 2)
     assert status == -signal.SIGKILL
     assert len(table(lake)) == 10
     cursor, version = committed_cursor(lake, WORK_ORDERS)

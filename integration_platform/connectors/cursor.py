@@ -83,15 +83,47 @@ def marks(values: pd.Series, kind: MarkKind | None = None) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
         tz = getattr(values.dtype, "tz", None)
         return values.dt.tz_convert("UTC") if tz is not None else values
+    instants = _instants_with_offsets(values)
+    if instants is not None:
+        return instants
     text = values.astype(object)
-    odata = values.astype("string").str.extract(ODATA_V2_DATE, expand=False)
-    if odata.notna().any():
+    odata = _odata_v2_millis(values)
+    if odata is not None:
         from_ms = pd.to_datetime(pd.to_numeric(odata), unit="ms", utc=True)
         rest = text.where(odata.isna(), None)
         parsed = pd.to_datetime(rest, utc=True, format="ISO8601")
         return from_ms.where(odata.notna(), parsed)
     parsed = pd.to_datetime(text, utc=True, format="ISO8601")
     return parsed
+
+
+def _instants_with_offsets(values: pd.Series) -> pd.Series | None:
+    """ISO 8601 text where every value carries its zone offset (``Z``, ``-05:00``) as UTC
+    timestamps, parsed by Arrow in one pass; None when any value lacks an offset or has
+    another shape (OData V2 dates, bare dates), which pandas then reads."""
+    import pandas as pd
+    import pyarrow as pa
+
+    try:
+        parsed = pa.array(values.astype("string[pyarrow]")).cast(pa.timestamp("ns", "UTC"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    utc = pd.DatetimeTZDtype(unit="ns", tz="UTC")  # the values are UTC already
+    return pd.Series(
+        parsed.to_numpy(zero_copy_only=False), index=values.index, name=values.name, dtype=utc
+    )
+
+
+def _odata_v2_millis(values: pd.Series) -> pd.Series | None:
+    """The milliseconds of OData V2 dates (text, null elsewhere); None when there are none.
+
+    The test for the ``/Date(`` prefix runs in Arrow over the whole column, so pages of ISO
+    timestamps skip the per-value regular expression.
+    """
+    if not values.astype("string[pyarrow]").str.startswith("/Date(").any():
+        return None
+    odata = values.astype("string").str.extract(ODATA_V2_DATE, expand=False)
+    return odata if odata.notna().any() else None
 
 
 def mark_kind(values: pd.Series, kind: MarkKind | None = None) -> MarkKind:
@@ -108,14 +140,24 @@ def record_ids(
     frame: pd.DataFrame, key_fields: Sequence[str], version_field: str | None = None
 ) -> pd.Series:
     """One text id per row; composite keys are joined with ``/`` (``BEDFORD/1001``), and a
-    version, when given, follows ``@``."""
-    parts = [frame[name].astype("string").fillna("") for name in key_fields]
-    ids = parts[0]
-    for part in parts[1:]:
-        ids = ids + "/" + part
+    version, when given, follows ``@``. Built by Arrow for the whole frame at once."""
+    import pandas as pd
+    import pyarrow.compute as pc
+
+    ids = pc.binary_join_element_wise(*(_arrow_text(frame[name]) for name in key_fields), "/")
     if version_field is not None and version_field in frame.columns:
-        ids = ids + "@" + frame[version_field].astype("string").fillna("")
-    return ids
+        ids = pc.binary_join_element_wise(ids, _arrow_text(frame[version_field]), "@")
+    return pd.Series(pd.arrays.ArrowStringArray(ids), index=frame.index)
+
+
+def _arrow_text(column: pd.Series) -> Any:
+    """A column as Arrow text, nulls as empty text (text columns are taken as they are)."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = column if isinstance(column.dtype, pd.StringDtype) else column.astype("string")
+    return pc.fill_null(pa.array(text).cast(pa.string()), "")
 
 
 def drop_seen(
@@ -128,17 +170,21 @@ def drop_seen(
 ) -> pd.DataFrame:
     """The rows the cursor does not cover yet: newer than the mark, or at the mark but not
     listed. Rows without a cursor value are kept (they cannot be placed, and dropping them
-    would lose them)."""
+    would lose them). When every row is kept (as without a cursor) the frame itself comes
+    back, not a copy."""
     if cursor is None or frame.empty:
         return frame
     values = marks(frame[cursor_field], cursor.kind)
-    ids = record_ids(frame, key_fields, version_field)
-    at_mark = (values == cursor.high_water_mark).fillna(False).astype(bool)
-    newer = (values > cursor.high_water_mark).fillna(False).astype(bool)
-    unplaced = values.isna()
-    unseen = ~ids.isin(list(cursor.ids_at_mark)).fillna(False).astype(bool)
-    keep = newer | (at_mark & unseen) | unplaced
-    return frame.loc[keep.to_numpy()].reset_index(drop=True)
+    at_mark = (values == cursor.high_water_mark).fillna(False).to_numpy(dtype=bool)
+    keep = (values > cursor.high_water_mark).fillna(False).to_numpy(dtype=bool)
+    keep |= values.isna().to_numpy()  # unplaced
+    if at_mark.any():  # only rows at the mark can have been read already
+        ids = record_ids(frame, key_fields, version_field)
+        listed = ids.isin(list(cursor.ids_at_mark)).to_numpy(dtype=bool)
+        keep |= at_mark & ~listed
+    if keep.all():
+        return frame
+    return frame.loc[keep].reset_index(drop=True)
 
 
 def advance(
@@ -160,8 +206,8 @@ def advance(
     if not valid.any():
         return cursor
     top = values[valid].max()
-    at_top = (values == top).fillna(False).astype(bool).to_numpy() & valid
-    ids = frozenset(record_ids(frame.loc[at_top], key_fields, version_field).tolist())
+    at_top = (values == top).fillna(False).to_numpy(dtype=bool) & valid
+    ids = frozenset(record_ids(frame, key_fields, version_field)[at_top].tolist())
     if cursor is None or top > cursor.high_water_mark:
         return Cursor(top, ids, kind)
     if top == cursor.high_water_mark:

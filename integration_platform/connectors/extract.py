@@ -18,6 +18,11 @@ per commit with deltalake 1.6, so +20 MB per 100 pages), and a fresh load replay
 commit since the last checkpoint. The extraction therefore writes a checkpoint every
 ``CHECKPOINT_EVERY_PAGES`` commits and loads the table again from it.
 
+The next page is read while a page is converted and committed: the connector's read runs
+on a worker thread one page ahead (:func:`~integration_platform.connectors.base.read_ahead`),
+so waiting for the source overlaps the Delta commit. Only the page in hand is committed, with
+its own cursor; a page read ahead and not yet committed is read again by the next run.
+
 Plain library code: a Dagster asset wraps :func:`extract_to_lake`, and tests call it
 directly.
 """
@@ -27,12 +32,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from integration_platform.connectors.base import read_ahead
 from integration_platform.connectors.cursor import Cursor
 
 if TYPE_CHECKING:
@@ -193,12 +200,36 @@ def conform_page(page: pa.Table, schema: pa.Schema) -> tuple[pa.Table, SchemaDri
 
 def page_table(page: Page, run_id: str) -> pa.Table:
     """A page as Arrow with when and by which run it was extracted."""
+    table = _as_arrow(page.frame)
+    now = pa.scalar(datetime.now(UTC), type=pa.timestamp("us", tz="UTC"))
+    table = table.append_column(EXTRACTED_AT, pa.repeat(now, len(table)))
+    return table.append_column(RUN_ID_COLUMN, pa.repeat(pa.scalar(run_id, pa.string()), len(table)))
+
+
+def _as_arrow(frame: Any) -> pa.Table:
+    """A page's frame as Arrow. The text frames REST reads build already hold Arrow arrays,
+    which are taken as they are (pandas' conversion costs more than the rest of the page's
+    preparation); other frames go through the lake's ``to_arrow``."""
     from integration_platform.lake.resource import to_arrow
 
-    table = to_arrow(page.frame)
-    now = pa.scalar(datetime.now(UTC), type=pa.timestamp("us", tz="UTC"))
-    table = table.append_column(EXTRACTED_AT, pa.array([now.as_py()] * len(table), now.type))
-    return table.append_column(RUN_ID_COLUMN, pa.array([run_id] * len(table), pa.string()))
+    if not _arrow_text_only(frame):
+        return to_arrow(frame)
+    names = list(frame.columns)
+    columns = [pa.array(frame[name].array).cast(pa.string()) for name in names]
+    return pa.Table.from_arrays(columns, names=names)
+
+
+def _arrow_text_only(frame: Any) -> bool:
+    """Whether every column is Arrow-backed text, under a distinct text name."""
+    import pandas as pd
+
+    names = list(frame.columns)
+    return (
+        bool(names)
+        and frame.columns.is_unique
+        and all(isinstance(name, str) for name in names)
+        and all(isinstance(t, pd.StringDtype) and t.storage == "pyarrow" for t in frame.dtypes)
+    )
 
 
 def extract_to_lake(
@@ -222,6 +253,10 @@ def extract_to_lake(
     during the run stops it with :class:`ConcurrentWriter` before the next page is written.
     Every ``checkpoint_every`` pages the table gets a checkpoint and is loaded again from it,
     so memory does not grow with the number of pages (0 turns this off).
+
+    ``read_pages`` runs on a worker thread one page ahead; an error reading a page is raised
+    here once the pages before it are committed, and a failure here waits for the page being
+    read before it is raised, so no thread is left behind.
     """
     from deltalake import CommitProperties, DeltaTable, write_deltalake
 
@@ -235,61 +270,64 @@ def extract_to_lake(
     )
     table = DeltaTable(uri, storage_options=options) if version is not None else None
     overwrite = full_refresh
-    for page in read_pages(start):
-        started = time.perf_counter()
-        data = page_table(page, run_id)
-        drift = SchemaDrift()
-        if table is not None:
-            table.update_incremental()
-            if table.version() != result.version:
-                raise ConcurrentWriter(
-                    f"{'/'.join(parts)}: the table moved from version {result.version} to "
-                    f"{table.version()} during this extraction (another writer); stopped "
-                    f"before writing page {page.number} so no page is written twice. Run one "
-                    "extraction per table at a time (pool integration_platform/lake_writer)."
-                )
-            if not overwrite:
-                data, drift = conform_page(data, pa.schema(table.schema().to_arrow()))
-        metadata = {
-            CURSOR_KEY: cursor_to_text(page.cursor),
-            RUN_ID_KEY: run_id,
-            PAGE_KEY: str(page.number),
-        }
-        write_deltalake(
-            table if table is not None else uri,
-            data,
-            mode="overwrite" if overwrite else "append",
-            schema_mode="overwrite"
-            if overwrite
-            else "merge"
-            if drift.new or drift.kept_aside
-            else None,
-            storage_options=None if table is not None else options,
-            commit_properties=CommitProperties(custom_metadata=metadata),
-        )
-        overwrite = False
-        if table is None:
-            table = DeltaTable(uri, storage_options=options)
-        # Writing through the table object moves it to the new commit: its version is ours,
-        # so a foreign commit made right after it is still caught before the next page.
-        result.version = table.version()
-        result.cursor = page.cursor
-        result.pages += 1
-        if checkpoint_every and result.pages % checkpoint_every == 0:
-            table = _reload_from_checkpoint(table, uri, options, result.version)
-        result.rows += len(data)
-        result.add_drift(drift)
-        if on_page is not None:
-            on_page(
-                CommittedPage(
-                    number=page.number,
-                    rows=len(data),
-                    version=result.version,
-                    cursor=page.cursor,
-                    drift=drift,
-                    seconds=time.perf_counter() - started,
-                )
+    # The next page is read while this one is committed; closing stops the reading.
+    pages = read_ahead(read_pages(start))
+    with closing(pages):
+        for page in pages:
+            started = time.perf_counter()
+            data = page_table(page, run_id)
+            drift = SchemaDrift()
+            if table is not None:
+                table.update_incremental()
+                if table.version() != result.version:
+                    raise ConcurrentWriter(
+                        f"{'/'.join(parts)}: the table moved from version {result.version} to "
+                        f"{table.version()} during this extraction (another writer); stopped "
+                        f"before writing page {page.number} so no page is written twice. Run one "
+                        "extraction per table at a time (pool integration_platform/lake_writer)."
+                    )
+                if not overwrite:
+                    data, drift = conform_page(data, pa.schema(table.schema().to_arrow()))
+            metadata = {
+                CURSOR_KEY: cursor_to_text(page.cursor),
+                RUN_ID_KEY: run_id,
+                PAGE_KEY: str(page.number),
+            }
+            write_deltalake(
+                table if table is not None else uri,
+                data,
+                mode="overwrite" if overwrite else "append",
+                schema_mode="overwrite"
+                if overwrite
+                else "merge"
+                if drift.new or drift.kept_aside
+                else None,
+                storage_options=None if table is not None else options,
+                commit_properties=CommitProperties(custom_metadata=metadata),
             )
+            overwrite = False
+            if table is None:
+                table = DeltaTable(uri, storage_options=options)
+            # Writing through the table object moves it to the new commit: its version is ours,
+            # so a foreign commit made right after it is still caught before the next page.
+            result.version = table.version()
+            result.cursor = page.cursor
+            result.pages += 1
+            if checkpoint_every and result.pages % checkpoint_every == 0:
+                table = _reload_from_checkpoint(table, uri, options, result.version)
+            result.rows += len(data)
+            result.add_drift(drift)
+            if on_page is not None:
+                on_page(
+                    CommittedPage(
+                        number=page.number,
+                        rows=len(data),
+                        version=result.version,
+                        cursor=page.cursor,
+                        drift=drift,
+                        seconds=time.perf_counter() - started,
+                    )
+                )
     if overwrite:  # a full refresh that read nothing: the table is emptied, cursor reset
         result.version = _reset(lake, parts, run_id)
     return result
