@@ -31,6 +31,11 @@ published keys missing, ``duplicated`` = rows beyond one per key.
 Usage: ``python benchmarks/ingest.py [--quick] [--profile DIR]``. The last line is
 ``ingest_readings_per_s=<N> broker_ceiling_msgs_per_s=<C> alert_p99_ms=<A> queryable_p95_s=<Q>
 lost=<X> duplicated=<D>`` (N: one reading per message).
+
+``--stages`` instead times each step of the 100-readings-per-message path in this process,
+one after the other (no broker): the ingest thread's parse, spool append and alert/status
+evaluation, then the writer's claim, validation, Delta append and spool commit, in wall and
+CPU microseconds per reading. The last line is then ``stages_us_per_reading=<wall total>``.
 """
 
 from __future__ import annotations
@@ -488,6 +493,93 @@ def alert_latencies(run: CollectorRun, spikes: list[tuple]) -> dict[str, Any]:
     return {"latencies_ms": latencies, "rows": len(rows), "unmatched": unmatched}
 
 
+# -- stages, in process ----------------------------------------------------------------------
+
+
+@dataclass
+class _Message:
+    """What the MQTT ingest thread keeps of a received message."""
+
+    topic: str
+    payload: bytes
+    received_us: int
+
+
+def stage_timings(messages: int, work: Path) -> dict[str, list[float]]:
+    """[wall, CPU] seconds per step for ``messages`` messages of 100 readings, the steps run
+    one after the other in this thread (so no step waits for another, as in the collector)."""
+    from integration_platform.streams.device_state import StateReporter
+    from integration_platform.streams.devices import parse_registry
+    from integration_platform.streams.mqtt import INGEST_GROUP, Router, parse_group, warm_up
+    from integration_platform.streams.spool import Spool
+    from integration_platform.streams.writer import DeltaWriter, split_columns
+
+    registry = parse_registry(registry_yaml("s100", "stages").replace("{port}", "1883"))
+    router = Router(registry, registry.enabled("mqtt"))
+    received = BASE_MS * 1000
+    inbox = [
+        _Message(topic, body, received + i)
+        for i, (topic, body, _) in enumerate(batch_messages("s100", messages))
+    ]
+    spool = Spool(work / "spool.sqlite", "stages")
+    state = StateReporter(
+        f"sqlite:///{work / 'state.db'}", registry, reporter_id="stages", collected=("mqtt",)
+    )
+    writer = DeltaWriter(spool, str(work / "lake"))
+    warm_up()
+    writer.warm_up()
+    times: dict[str, list[float]] = {}
+
+    def timed(stage: str, call: Any) -> Any:
+        wall, cpu = time.perf_counter(), time.thread_time()
+        out = call()
+        entry = times.setdefault(stage, [0.0, 0.0])
+        entry[0] += time.perf_counter() - wall
+        entry[1] += time.thread_time() - cpu
+        return out
+
+    for start in range(0, len(inbox), INGEST_GROUP):
+        group = inbox[start : start + INGEST_GROUP]
+        columns = timed("parse", lambda group=group: parse_group(router, group).columns)
+        timed("spool append", lambda columns=columns: spool.append_columns(columns))
+        timed("alerts and status", lambda columns=columns: state.observe_columns(columns))
+    while (batch := timed("claim", lambda: spool.claim(writer.max_batch_rows))) is not None:
+        split = timed("validate", lambda batch=batch: split_columns(batch.columns))
+        timed(
+            "Delta append",
+            lambda batch=batch, split=split: writer._append(  # the step on its own
+                writer.table_uri, split.table, batch.seq, "date"
+            ),
+        )
+        timed("spool commit", lambda batch=batch: spool.commit(batch.batch_id))
+    spool.close()
+    return times
+
+
+def print_stages(messages: int) -> None:
+    work = Path(tempfile.mkdtemp(prefix="ingest-stages-"))
+    try:
+        times = stage_timings(messages, work)
+    finally:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+    readings = messages * PER_BATCH
+    print(
+        f"stages  : {readings:,} readings, {PER_BATCH} per message, each step on its own in "
+        "this process; us per reading, wall / CPU of this thread:"
+    )
+    for stage, (wall, cpu) in times.items():
+        print(f"          {stage:18s} {wall / readings * 1e6:5.2f} / {cpu / readings * 1e6:5.2f}")
+    wall = sum(w for w, _ in times.values())
+    cpu = sum(c for _, c in times.values())
+    print(
+        f"          {'total':18s} {wall / readings * 1e6:5.2f} / {cpu / readings * 1e6:5.2f}: "
+        f"{readings / wall:,.0f} readings/s one step after the other"
+    )
+    print(f"stages_us_per_reading={wall / readings * 1e6:.2f}")
+
+
 # -- helpers ---------------------------------------------------------------------------------
 
 
@@ -551,7 +643,15 @@ def main() -> None:
     parser.add_argument("--inflight", type=int, default=1000, help="broker max_inflight_messages")
     parser.add_argument("--profile", metavar="DIR", help="cProfile the collectors into DIR")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument(
+        "--stages",
+        action="store_true",
+        help="time each step of the 100-readings-per-message path in this process instead",
+    )
     args = parser.parse_args()
+    if args.stages:
+        print_stages(max(1, (args.batched or (40_000 if args.quick else 200_000)) // PER_BATCH))
+        return
     messages = args.messages or (10_000 if args.quick else 100_000)
     seconds = args.seconds or (8.0 if args.quick else 30.0)
     batches = max(1, (args.batched or (40_000 if args.quick else 200_000)) // PER_BATCH)

@@ -39,6 +39,7 @@ STATE_TABLES = {
     "devices",
     "device_sensors",
     "sensor_alerts",
+    "sensor_alert_states",
     "cbm_work_orders",
     "sync_xrefs",
     "sync_bases",

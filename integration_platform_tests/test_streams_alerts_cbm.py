@@ -82,12 +82,14 @@ def lake(data_dir: Path) -> DeltaLake:
     return lake
 
 
-def raise_alert(url: str, *, severity: str = "critical", second: int = 0) -> str:
+def raise_alert(
+    url: str, *, severity: str = "critical", second: int = 0, sensor: str = "vib"
+) -> str:
     event = AlertEvent(
         kind="raised",
-        episode_key=f"pump-1/vib@{(T0 + timedelta(seconds=second)).isoformat()}",
+        episode_key=f"pump-1/{sensor}@{(T0 + timedelta(seconds=second)).isoformat()}",
         device_id="pump-1",
-        sensor_id="vib",
+        sensor_id=sensor,
         severity=severity,
         value=9.5,
         threshold=7.1 if severity == "critical" else 4.5,
@@ -139,7 +141,8 @@ def test_one_work_order_per_episode_and_the_loop_closes(
     maximo: MaximoContractServer, state_url: str, lake: DeltaLake, tmp_path: Path
 ) -> None:
     key = raise_alert(state_url)
-    warning = raise_alert(state_url, severity="warning", second=100)
+    # Another sensor: one sensor has one live episode at a time.
+    warning = raise_alert(state_url, severity="warning", second=100, sensor="vib-axial")
     cmms = maximo_cmms(tmp_path)
 
     assert "maximo: 1 work orders created" in tick(state_url, lake, cmms)

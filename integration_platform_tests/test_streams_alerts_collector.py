@@ -132,9 +132,11 @@ def test_critical_crossing_raises_one_alert_and_recovery_resolves_it(setup: dict
         assert wait_for(lambda: alerts(url)[0].status == "resolved", timeout=20)
         # pump-1 is heard, pump-2 never publishes: offline after 1 s of silence.
         assert wait_for(lambda: devices(url)["pump-2"].status == "offline", timeout=20)
+        # Heartbeats are written every heartbeat_s, apart from the alert writes.
+        heard = start + timedelta(seconds=7)
+        assert wait_for(lambda: devices(url)["pump-1"].last_reading_ts == heard, timeout=20)
         pump = devices(url)["pump-1"]
         assert pump.status == "online" and pump.last_heartbeat is not None
-        assert pump.last_reading_ts == start + timedelta(seconds=7)
     (alert,) = alerts(url)
     assert alert.resolved_reading_ts == start + timedelta(seconds=7)
     assert (alert.resolved_value, alert.peak_value) == (3.5, 9.5)

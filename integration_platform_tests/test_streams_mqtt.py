@@ -305,3 +305,36 @@ def test_two_collectors_share_a_subscription_into_one_table(setup: dict) -> None
     finally:
         forget_mqtt_session(second_id)
     assert table_rows(config) == sorted(expected)
+
+
+@pytest.mark.timeout(60)
+def test_arrays_of_readings_take_the_columnar_path_exactly(
+    setup: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from integration_platform.streams import mqtt
+
+    monkeypatch.setattr(mqtt, "COLUMNAR_MIN_BYTES", 0)  # every group through Arrow
+    site, config = setup["site"], setup["config"]
+    base = int(T0.timestamp() * 1000)
+    expected = []
+    with RunningCollector(Collector(config)) as collector, Publisher() as publisher:
+        for m in range(12):
+            sensor = ("vib", "temp")[m % 2]
+            items = [{"ts": base + 100 * m + k, "value": k / 8} for k in range(100)]
+            if sensor == "vib":
+                items[7]["value"] = 75.0  # outside valid_range: kept, quality bad
+            publisher.publish(f"plant/{site}/pump-1/{sensor}", items)
+            publisher.publish(f"plant/{site}/pump-1/{sensor}", items)  # a QoS 1 duplicate
+            for item in items:
+                ts = datetime.fromtimestamp(item["ts"] / 1000, UTC).isoformat()
+                expected.append(("pump-1", sensor, ts, float(item["value"])))
+        publisher.publish(f"plant/{site}/pump-1/vib", [{"ts": "yesterday", "value": 1}])
+        assert wait_for(lambda: collector.mqtt_stats().acked >= 25, timeout=20)
+        assert wait_for(lambda: len(table_rows(config)) >= len(expected), timeout=20)
+        stats = collector.mqtt_stats()
+        assert (stats.readings, stats.duplicates, stats.malformed) == (1200, 1200, 1)
+        assert stats.columnar_messages >= 20
+    assert table_rows(config) == sorted(expected)
+    lake = read_delta_independently(Path(config.lake_root) / "telemetry" / "sensor_readings")
+    bad = [row for row in lake.to_pylist() if row["quality"] == "bad"]
+    assert [row["value"] for row in bad] == [75.0] * 6

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -147,7 +148,7 @@ def test_unknown_alias_asks_for_a_rebirth_at_most_once_per_interval(device) -> N
     )
     data = encode_payload([Metric(None, 1.0, DataType.FLOAT, alias=1)], timestamp_ms=T_MS)
     readings, problems = decoder.decode(device, DEVICE_TOPIC.format(kind="DDATA"), data, RECEIVED)
-    assert readings == [] and "alias 1" in problems[0] and "request_rebirth" in problems[0]
+    assert readings == [] and "alias 1" in problems[0] and "asked to publish" in problems[0]
     decoder.decode(device, DEVICE_TOPIC.format(kind="DDATA"), data, RECEIVED)
     assert asked == [("Plant1", "Edge7")]
     now[0] += 31
@@ -161,8 +162,10 @@ def test_no_rebirth_unless_the_device_allows_it() -> None:
     asked: list[tuple[str, str]] = []
     decoder = SparkplugDecoder(lambda group, node: asked.append((group, node)))
     data = encode_payload([Metric(None, 1.0, DataType.FLOAT, alias=1)])
-    decoder.decode(quiet.devices[0], DEVICE_TOPIC.format(kind="DDATA"), data, RECEIVED)
-    assert asked == []
+    _, problems = decoder.decode(
+        quiet.devices[0], DEVICE_TOPIC.format(kind="DDATA"), data, RECEIVED
+    )
+    assert asked == [] and "set mqtt.sparkplug.request_rebirth" in problems[0]
 
 
 def test_a_death_forgets_the_aliases(device) -> None:
@@ -253,3 +256,106 @@ def test_simulated_edge_node_births_then_sends_aliases_only(device) -> None:
     assert [SparkplugTopic.parse(t).message_type for t, _ in again] == ["NBIRTH", "DBIRTH"]
     assert payload_class().FromString(again[0][1]).seq == 0
     assert edges.rebirths == 1
+
+
+# -- against Mosquitto: a collector that joins after the births ------------------------------
+
+
+def sparkplug_registry(site: str, client_id: str, group: str) -> str:
+    return f"""
+version: 1
+site: {site}
+collector: {{client_id: {client_id}, session_expiry_s: 300}}
+devices:
+  - device_id: pump-3
+    protocol: mqtt
+    endpoint: mqtt://127.0.0.1:1883
+    mqtt:
+      format: sparkplug_b
+      sparkplug: {{group_id: {group}, edge_node_id: Edge7, device_id: Pump3, request_rebirth: true}}
+    sensors:
+      - {{sensor_id: vib, metric: Vibration/RMS, type: vibration, unit: mm/s,
+          simulate: {{base: 2.0, noise: 0.1}}}}
+      - {{sensor_id: temp, metric: Bearing/Temp, type: temperature, unit: degC,
+          simulate: {{base: 45.0, noise: 0.2}}}}
+"""
+
+
+@pytest.mark.timeout(90)
+def test_a_late_collector_asks_for_births_and_lands_the_data(tmp_path) -> None:
+    """The edge node was born before the collector subscribed: its data carries aliases the
+    collector cannot resolve, so the collector asks for a rebirth, the (simulated) edge node
+    answers with its births, and readings of both metrics land in Delta."""
+    import asyncio
+    import threading
+
+    from integration_platform.streams.collector import Collector, CollectorConfig
+    from integration_platform.streams.simulate import run_simulator
+    from integration_platform_tests.conftest import require_service
+    from integration_platform_tests.streams_helpers import (
+        MQTT_HOST,
+        MQTT_PORT,
+        forget_mqtt_session,
+        read_delta_independently,
+        unique,
+        wait_for,
+    )
+
+    require_service("Mosquitto", MQTT_HOST, MQTT_PORT)
+    site, client_id, group = unique("site"), unique("collector"), unique("Plant")
+    devices = tmp_path / "devices.yaml"
+    devices.write_text(sparkplug_registry(site, client_id, group))
+    registry = parse_registry(devices.read_text())
+    stop_plant = threading.Event()
+    plant_stats: list = []
+    plant = threading.Thread(
+        target=lambda: plant_stats.append(
+            asyncio.run(
+                run_simulator(
+                    registry,
+                    mqtt_url=f"mqtt://{MQTT_HOST}:{MQTT_PORT}",
+                    duration_s=60,
+                    interval_s=0.2,
+                    stop=stop_plant,
+                )
+            )
+        ),
+        daemon=True,
+    )
+    plant.start()
+    time.sleep(1.0)  # births and a few data messages go out before anyone listens
+    config = CollectorConfig(
+        devices_file=devices,
+        data_dir=tmp_path / "data",
+        lake_root=str(tmp_path / "lake"),
+        flush_rows=20,
+        flush_seconds=0.3,
+        reload_seconds=0.2,
+    )
+    collector = Collector(config)
+    stop = threading.Event()
+    thread = threading.Thread(target=collector.run, args=(stop,), daemon=True)
+    thread.start()
+    table = tmp_path / "lake" / "telemetry" / "sensor_readings"
+
+    def landed() -> set[str]:
+        if not (table / "_delta_log").exists():
+            return set()
+        return set(read_delta_independently(table).column("sensor_id").to_pylist())
+
+    try:
+        assert wait_for(lambda: landed() == {"vib", "temp"}, timeout=30), landed()
+        [mqtt] = collector.mqtt.values()
+        decoder = mqtt.sparkplug
+        assert decoder.stats.rebirths_requested >= 1
+        assert decoder.stats.births >= 1
+    finally:
+        stop.set()
+        thread.join(30)
+        stop_plant.set()
+        plant.join(30)
+        forget_mqtt_session(client_id)
+    rows = read_delta_independently(table).to_pylist()
+    assert {row["device_id"] for row in rows} == {"pump-3"}
+    vib = [row["value"] for row in rows if row["sensor_id"] == "vib"]
+    assert all(1.0 < value < 3.0 for value in vib), vib  # the simulated signal, decoded

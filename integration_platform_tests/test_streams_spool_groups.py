@@ -186,5 +186,5 @@ def test_format_1_spool_is_migrated_on_open(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
         assert "readings" not in tables and "recent" not in tables
-        assert db.execute("SELECT value FROM meta WHERE key='format'").fetchone()[0] == "2"
+        assert db.execute("SELECT value FROM meta WHERE key='format'").fetchone()[0] == "3"
     assert lake_rows(lake) == expected([*readings, reading(7)])

@@ -3,8 +3,9 @@
 The YAML registry is the declaration; ``devices apply`` makes ``devices`` and
 ``device_sensors`` match it (a device that left the file is marked retired, never deleted, so
 its alerts and history keep their meaning). The collector keeps ``status`` and
-``last_heartbeat`` current. ``sensor_alerts`` holds one row per alert episode of a sensor;
-``cbm_work_orders`` is the work-order outbox used when no CMMS is configured.
+``last_heartbeat`` current. ``sensor_alerts`` holds one row per alert episode of a sensor (at
+most one live per sensor), ``sensor_alert_states`` what the collectors sharing a sensor agree
+on; ``cbm_work_orders`` is the work-order outbox used when no CMMS is configured.
 """
 
 from __future__ import annotations
@@ -107,6 +108,8 @@ class SensorAlert(Base):
 
     ``episode_key`` (``device/sensor@<reading ts>``) is derived from the reading that raised
     it, so writing the same episode twice (a retried write, a restarted collector) is one row.
+    A sensor has at most one live (open or acknowledged) episode: collectors sharing its
+    readings join it (``streams/alert_arbiter.py``).
     Alert latency is ``raised_at - reading_ts`` when readings carry their publish time.
     The ``work_order_*`` columns are the link to the CMMS (claimed before the create call).
     """
@@ -163,7 +166,50 @@ class SensorAlert(Base):
         sa.Index("ix_sensor_alerts_status_raised_at", "status", "raised_at"),
         # The work-order sensor: "critical episodes without a work order".
         sa.Index("ix_sensor_alerts_severity_work_order_id", "severity", "work_order_id"),
+        # One live episode per sensor, however many collectors share its readings.
+        sa.Index(
+            "uq_sensor_alerts_device_id_sensor_id_active",
+            "device_id",
+            "sensor_id",
+            unique=True,
+            postgresql_where=sa.text(_in_list("status", ACTIVE_ALERT_STATUSES)),
+            sqlite_where=sa.text(_in_list("status", ACTIVE_ALERT_STATUSES)),
+        ),
+        # Arbitration looks episodes up by sensor and reading time.
+        sa.Index(
+            "ix_sensor_alerts_device_id_sensor_id_reading_ts",
+            "device_id",
+            "sensor_id",
+            "reading_ts",
+        ),
     )
+
+
+class SensorAlertState(Base):
+    """What the collectors sharing a sensor's readings agree on, beside its episodes.
+
+    ``clocks`` holds, per severity, the newest breach-run marks collectors reported
+    (``[[ts_us, 1 = a run started | 0 = a reading inside the limit], ...]``): merged, they give
+    the shared "first breach at" that ``min_duration_s`` is measured from. ``running`` says a
+    run is in progress (what collectors poll for). The row is also the lock that serialises
+    the collectors' alert writes for the sensor (``SELECT ... FOR UPDATE``).
+    """
+
+    __tablename__ = "sensor_alert_states"
+
+    device_id: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    sensor_id: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    clocks: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    running: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    # Reading time at which the sensor's newest episode resolved: the start of its cooldown.
+    last_resolved_ts: Mapped[datetime | None] = mapped_column()
+    updated_by: Mapped[str | None] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
+    updated_at: Mapped[datetime] = mapped_column(
+        default=utcnow, onupdate=utcnow, server_default=NOW
+    )
+
+    __table_args__ = (sa.Index("ix_sensor_alert_states_running", "running"),)
 
 
 class CbmWorkOrder(Base):

@@ -1,4 +1,9 @@
-"""Reading and acknowledging alert episodes in the state DB (the operator's side)."""
+"""Reading and acknowledging alert episodes in the state DB (the operator's side).
+
+Collectors write episodes through ``streams/alert_arbiter.py``. An acknowledgement changes
+only who acknowledged and ``open`` to ``acknowledged`` (both count as live for the arbiter),
+with conditional updates, so operators and collectors can work on one episode at once.
+"""
 
 from __future__ import annotations
 
@@ -50,17 +55,28 @@ def acknowledge(
     session: Session, ref: str, *, by: str, note: str | None = None, now: datetime | None = None
 ) -> SensorAlert:
     """A person took note: ``open`` becomes ``acknowledged``; a resolved episode keeps its
-    status but records who acknowledged it. Acknowledging twice keeps the first person."""
+    status but records who acknowledged it. Acknowledging twice keeps the first person.
+
+    Both are conditional updates: a collector may resolve the episode at the same moment, and
+    an acknowledgement must never turn a resolved episode back into a live one (the state DB
+    allows one live episode per sensor)."""
     if not by.strip():
         raise ValueError("say who acknowledges (--by NAME)")
     alert = get_alert(session, ref)
-    if alert.acknowledged_at is None:
-        alert.acknowledged_by = by.strip()
-        alert.acknowledged_at = now or datetime.now(UTC)
-        alert.acknowledge_note = note
-    if alert.status == "open":
-        alert.status = "acknowledged"
-    session.flush()
+    stamp = now or datetime.now(UTC)
+    session.execute(
+        sa.update(SensorAlert)
+        .where(SensorAlert.id == alert.id, SensorAlert.acknowledged_at.is_(None))
+        .values(acknowledged_by=by.strip(), acknowledged_at=stamp, acknowledge_note=note)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        sa.update(SensorAlert)
+        .where(SensorAlert.id == alert.id, SensorAlert.status == "open")
+        .values(status="acknowledged", updated_at=stamp)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(alert)
     return alert
 
 

@@ -135,6 +135,7 @@ class Collector:
         )
         if self.state is not None:
             self.state.start()
+        self.writer.warm_up()
         self._writer_thread.start()
         self.modbus.start()
         self.opcua.start()

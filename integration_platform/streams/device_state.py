@@ -4,13 +4,19 @@ The ingest path (:meth:`StateReporter.observe`, called after the spool has the r
 only evaluates thresholds in memory, queues the resulting alert events and notes which
 devices were heard. A writer thread does all database work:
 
-- alert events, written in arrival order, one transaction per wake-up (raise = insert keyed by
-  the episode, so a retried write is harmless);
+- alert events and breach-run marks, written in arrival order, one transaction per wake-up,
+  decided by the state DB (``streams/alert_arbiter.py``: one live episode per sensor however
+  many collectors share its readings; a retried write is harmless); the DB's answer is handed
+  back to the evaluator, whose in-memory state is a cache of it;
+- every ``sync_s`` (1 s) a read of the live episodes and running breach runs, so collectors
+  sharing a subscription learn of each other's episodes, resolves and dips between changes
+  of their own (one small indexed query; nothing per reading);
 - heartbeats every ``heartbeat_s`` per device heard since the last one (never per reading),
   ``error`` for a device that only produced gaps (missed polls), ``offline`` once silent for
   ``offline_after_s``; statuses are written when they change;
 - on (re)connect: migrate the schema, insert registry devices the DB does not know, and
-  reopen in memory the episodes still open in the DB so a restart does not raise them again.
+  take over the episodes still open in the DB (that read) so a restart does not raise them
+  again.
 
 When the state DB is unreachable the collector keeps collecting: events wait in memory (at
 most ``max_queued`` of them; beyond that new ones are dropped and counted), heartbeats are
@@ -32,15 +38,23 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.orm import Session
 
-from integration_platform.state.devices import ACTIVE_ALERT_STATUSES, Device, SensorAlert
-from integration_platform.streams.alerts import AlertEvaluator, AlertEvent
+from integration_platform.state.devices import Device
+from integration_platform.streams.alert_arbiter import apply_changes, load_views
+from integration_platform.streams.alerts import AlertEvaluator, AlertEvent, ClockMark, SensorView
 from integration_platform.streams.devices import Registry
 from integration_platform.streams.readings import Reading, ReadingColumns, from_us
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_QUEUED = 10_000
+DEFAULT_SYNC_S = 1.0
 MAX_BACKOFF_S = 30.0
+NOT_RAISED_BECAUSE = {
+    "closed": "its reading falls inside an episode already resolved",
+    "late": "older than the sensor's newest episode",
+    "cooldown": "the sensor's last episode resolved less than cooldown_s before",
+    "rejected": "the breach run, with every collector's readings, is shorter than min_duration_s",
+}
 
 
 @dataclass
@@ -55,6 +69,15 @@ class StateStats:
     db_errors: int = 0
     db_available: bool = False
     restored_episodes: int = 0
+    # What the state DB decided (several collectors: raises of one episode by each of them).
+    episodes_opened: int = 0
+    episodes_resolved: int = 0
+    raises_joined: int = 0
+    raises_dropped: int = 0  # inside a resolved episode, late, in cooldown, run too short
+    episodes_adopted: int = 0  # raised by another collector, taken over
+    marks_written: int = 0
+    marks_dropped: int = 0
+    syncs: int = 0
 
 
 class StateReporter:
@@ -70,6 +93,7 @@ class StateReporter:
         offline_after_s: float = 60.0,
         max_queued: int = DEFAULT_MAX_QUEUED,
         collected: Sequence[str] = ("mqtt", "modbus", "opcua"),
+        sync_s: float = DEFAULT_SYNC_S,
     ) -> None:
         self.url = url
         self.reporter_id = reporter_id
@@ -77,6 +101,7 @@ class StateReporter:
         self.offline_after_s = offline_after_s
         self.max_queued = max_queued
         self.collected = tuple(collected)
+        self.sync_s = sync_s
         self.evaluator = AlertEvaluator(registry)
         self.stats = StateStats()
         self._registry = registry
@@ -85,6 +110,7 @@ class StateReporter:
         self._wake = threading.Condition(self._lock)
         self._flush_lock = threading.Lock()  # one writer at a time (thread, stop, tests)
         self._events: deque[AlertEvent] = deque()
+        self._marks: list[ClockMark] = []
         self._heard: dict[str, datetime] = {}  # device -> newest reading ts since last beat
         self._gaps: dict[str, int] = {}  # device -> gap readings since last beat
         self._status: dict[str, str] = {}  # device -> status last written
@@ -102,6 +128,7 @@ class StateReporter:
         """Evaluate and note readings the spool accepted; never raises, never blocks on I/O."""
         try:
             events = self.evaluator.observe(readings)
+            marks = self.evaluator.take_marks()
             with self._lock:
                 heard, gaps = self._heard, self._gaps
                 for reading in readings:
@@ -109,9 +136,7 @@ class StateReporter:
                         gaps[reading.device_id] = gaps.get(reading.device_id, 0) + 1
                     else:
                         heard[reading.device_id] = reading.ts
-                if events:
-                    self._queue(events)
-                    self._wake.notify()
+                self._changes(events, marks)
         except Exception:  # the collector must keep collecting whatever happens here
             log.exception("alert evaluation failed for a group of %d readings", len(readings))
 
@@ -119,6 +144,7 @@ class StateReporter:
         """:meth:`observe` for readings in columns (the MQTT hot path)."""
         try:
             events = self.evaluator.observe_columns(columns)
+            marks = self.evaluator.take_marks()
             newest: dict[str, int] = {}
             gaps_seen: dict[str, int] = {}
             for device_id, value, ts_us in zip(
@@ -134,11 +160,23 @@ class StateReporter:
                     gaps[device_id] = gaps.get(device_id, 0) + count
                 for device_id, ts_us in newest.items():
                     heard[device_id] = from_us(ts_us)
-                if events:
-                    self._queue(events)
-                    self._wake.notify()
+                self._changes(events, marks)
         except Exception:  # the collector must keep collecting whatever happens here
             log.exception("alert evaluation failed for a group of %d readings", len(columns))
+
+    def _changes(self, events: list[AlertEvent], marks: list[ClockMark]) -> None:
+        """Queue what the evaluator proposed (under ``_lock``) and wake the writer: other
+        collectors' decisions depend on these marks as soon as they are made."""
+        if marks:
+            room = max(self.max_queued * 4 - len(self._marks), 0)
+            if room < len(marks):
+                self.stats.marks_dropped += len(marks) - room
+                marks = marks[:room]
+            self._marks.extend(marks)
+        if events:
+            self._queue(events)
+        if events or marks:
+            self._wake.notify()
 
     def _queue(self, events: list[AlertEvent]) -> None:
         stats = self.stats
@@ -158,6 +196,8 @@ class StateReporter:
             elif event.kind == "escalated":
                 stats.alerts_escalated += 1
                 log.warning("alert %s escalated to %s", event.episode_key, event.severity)
+            elif event.kind == "peak":
+                pass  # a detail of an episode another collector resolved
             else:
                 stats.alerts_resolved += 1
                 log.info("alert %s resolved (value %s)", event.episode_key, event.value)
@@ -215,9 +255,10 @@ class StateReporter:
             self._engine.dispose()
 
     def flush(self) -> bool:
-        """Write everything queued now (tests, shutdown); False if the DB refused."""
+        """Write everything queued now and read the other collectors' changes (tests,
+        shutdown); False if the DB refused."""
         try:
-            self._flush(final=False, beat=True)
+            self._flush(final=False, beat=True, sync=True)
             return True
         except Exception as exc:
             self._unavailable(exc)
@@ -228,15 +269,21 @@ class StateReporter:
     def _run(self) -> None:
         backoff = 0.5
         next_beat = time.monotonic() + self.heartbeat_s
+        next_sync = time.monotonic() + self.sync_s
         while not self._stop.is_set():
             with self._lock:
-                if not self._events:
-                    self._wake.wait(timeout=min(0.5, max(0.0, next_beat - time.monotonic())))
+                if not self._events and not self._marks:
+                    due = min(next_beat, next_sync if self.sync_s > 0 else next_beat)
+                    self._wake.wait(timeout=min(0.5, max(0.0, due - time.monotonic())))
             if self._stop.is_set():
                 return
-            beat = time.monotonic() >= next_beat
+            now = time.monotonic()
+            beat = now >= next_beat
+            sync = self.sync_s > 0 and now >= next_sync
             try:
-                self._flush(final=False, beat=beat)
+                self._flush(final=False, beat=beat, sync=sync)
+                if sync:
+                    next_sync = time.monotonic() + self.sync_s
                 backoff = 0.5
             except Exception as exc:
                 self._unavailable(exc)
@@ -247,26 +294,64 @@ class StateReporter:
             if beat:
                 next_beat = time.monotonic() + self.heartbeat_s
 
-    def _flush(self, *, final: bool, beat: bool = True) -> None:
+    def _flush(self, *, final: bool, beat: bool = True, sync: bool = False) -> None:
         with self._flush_lock:
-            self._flush_locked(final=final, beat=beat)
+            self._flush_locked(final=final, beat=beat, sync=sync)
 
-    def _flush_locked(self, *, final: bool, beat: bool) -> None:
+    def _flush_locked(self, *, final: bool, beat: bool, sync: bool) -> None:
         engine = self._connect()
         with self._lock:
-            events = list(self._events)
-        if events:
+            events, marks = list(self._events), list(self._marks)
+        if events or marks:
             with Session(engine) as session, session.begin():
-                for event in events:
-                    write_event(session, event, reporter_id=self.reporter_id)
+                views = apply_changes(session, events, marks, reporter_id=self.reporter_id)
             with self._lock:
                 for _ in events:
                     self._events.popleft()
+                del self._marks[: len(marks)]
                 self.stats.events_queued = len(self._events)
             self.stats.events_written += len(events)
+            self.stats.marks_written += len(marks)
+            self._answered(views)
+        if sync and not final:
+            self._sync(engine)
         if beat or final:
             self._beat(engine, final=final)
         self._available()
+
+    def _answered(self, views: list[SensorView]) -> None:
+        """Count and log what the state DB decided, then hand its answer to the evaluator."""
+        stats = self.stats
+        for view in views:
+            for key, outcome in view.outcomes:
+                if outcome == "opened":
+                    stats.episodes_opened += 1
+                elif outcome == "resolved":
+                    stats.episodes_resolved += 1
+                elif outcome == "joined":
+                    stats.raises_joined += 1
+                    if view.episode is not None and view.episode.key != key:
+                        log.info("alert %s joins episode %s", key, view.episode.key)
+                elif outcome in NOT_RAISED_BECAUSE:
+                    stats.raises_dropped += 1
+                    log.info("alert %s not raised: %s", key, NOT_RAISED_BECAUSE[outcome])
+        self._reconcile(views)
+
+    def _reconcile(self, views: list[SensorView]) -> None:
+        """Hand the state DB's answer to the evaluator; what that changes (a run restarted, a
+        peak to record) is queued like any proposal."""
+        self.stats.episodes_adopted += self.evaluator.reconcile(views)
+        events, marks = self.evaluator.take_events(), self.evaluator.take_marks()
+        if events or marks:
+            with self._lock:
+                self._changes(events, marks)
+
+    def _sync(self, engine: Engine) -> None:
+        """Read what other collectors changed: live episodes and running breach runs."""
+        with Session(engine) as session:
+            views = load_views(session, self.evaluator.interest())
+        self._reconcile(views)
+        self.stats.syncs += 1
 
     def _connect(self) -> Engine:
         from integration_platform.state import make_engine, migrate
@@ -292,17 +377,20 @@ class StateReporter:
 
     def _restore(self, engine: Engine) -> None:
         with Session(engine) as session:
-            rows = session.execute(
-                sa.select(
-                    SensorAlert.device_id,
-                    SensorAlert.sensor_id,
-                    SensorAlert.episode_key,
-                    SensorAlert.severity,
-                    SensorAlert.peak_value,
-                    SensorAlert.reading_ts,
-                ).where(SensorAlert.status.in_(ACTIVE_ALERT_STATUSES))
-            ).all()
-        restored = self.evaluator.restore(tuple(row) for row in rows)
+            views = load_views(session)
+        restored = self.evaluator.restore(
+            (
+                v.device_id,
+                v.sensor_id,
+                v.episode.key,
+                v.episode.severity,
+                v.episode.peak_value,
+                v.episode.reading_ts,
+            )
+            for v in views
+            if v.episode is not None
+        )
+        self._reconcile(views)  # breach runs other collectors have in progress
         self.stats.restored_episodes += restored
         if restored:
             log.info("continuing %d alert episodes still open in the state DB", restored)
@@ -402,68 +490,8 @@ class StateReporter:
         self.stats.db_available = True
 
 
-def write_event(session: Session, event: AlertEvent, *, reporter_id: str | None = None) -> None:
-    """Apply one alert event to ``sensor_alerts`` (idempotent: a repeated event changes
-    nothing)."""
-    if event.kind == "raised":
-        insert = _insert(session)
-        entry = _history_entry(event)
-        statement = insert(SensorAlert).values(
-            episode_key=event.episode_key,
-            device_id=event.device_id,
-            sensor_id=event.sensor_id,
-            sensor_type=event.sensor_type,
-            asset_id=event.asset_id,
-            unit=event.unit,
-            direction=event.direction,
-            severity=event.severity,
-            status="open",
-            value=event.value,
-            threshold=event.threshold,
-            peak_value=event.peak_value,
-            reading_ts=event.reading_ts,
-            raised_at=event.at,
-            severity_history=[entry],
-            raised_by=reporter_id,
-            created_at=datetime.now(UTC),
-            updated_at=datetime.now(UTC),
-        )
-        session.execute(statement.on_conflict_do_nothing(index_elements=["episode_key"]))
-        return
-    alert = session.scalar(
-        sa.select(SensorAlert).where(SensorAlert.episode_key == event.episode_key)
-    )
-    if alert is None:
-        log.error("alert event %s for unknown episode %s: skipped", event.kind, event.episode_key)
-        return
-    alert.peak_value = event.peak_value
-    if event.kind == "escalated":
-        if alert.severity == event.severity:
-            return
-        alert.severity = event.severity
-        alert.threshold = event.threshold
-        alert.escalated_at = event.at
-        alert.severity_history = [*alert.severity_history, _history_entry(event)]
-    elif alert.status != "resolved":
-        alert.status = "resolved"
-        alert.resolved_at = event.at
-        alert.resolved_reading_ts = event.reading_ts
-        alert.resolved_value = event.value
-
-
-def _history_entry(event: AlertEvent) -> dict[str, object]:
-    return {
-        "severity": event.severity,
-        "threshold": event.threshold,
-        "value": event.value,
-        "reading_ts": event.reading_ts.isoformat(),
-        "raised_at": event.at.isoformat(),
-    }
-
-
-def _insert(session: Session):
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
+def write_event(session: Session, event: AlertEvent, *, reporter_id: str | None = None) -> str:
+    """Apply one alert event to ``sensor_alerts`` through the arbiter (idempotent: a repeated
+    event changes nothing); returns its outcome (``opened``, ``joined``, ``resolved``, ...)."""
+    (view,) = apply_changes(session, [event], reporter_id=reporter_id)
+    return view.outcomes[0][1]

@@ -12,7 +12,9 @@ Zero loss rests on four facts (docs/streams.md):
 
 Messages are handed from paho's network thread to an ingest thread, which parses them,
 appends whole groups to the spool in one transaction (one fsync for many messages) and then
-acknowledges them in arrival order.
+acknowledges them in arrival order. A large group of JSON messages is parsed in one Arrow call
+(:func:`parse_group`), outside the GIL; what Arrow cannot read exactly as the reference parser
+(:func:`parse_message_columns`) would is parsed by the latter, message by message.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from integration_platform.streams.devices import (
     DeviceSpec,
@@ -38,11 +40,20 @@ from integration_platform.streams.devices import (
     Registry,
     TopicPattern,
 )
-from integration_platform.streams.readings import Reading, ReadingColumns, from_us, to_us
+from integration_platform.streams.readings import (
+    Reading,
+    ReadingColumns,
+    from_us,
+    spool_schema,
+    to_us,
+)
+from integration_platform.streams.sparkplug import SparkplugDecoder, rebirth_request
 from integration_platform.streams.spool import Spool, SpoolFullError
 
 if TYPE_CHECKING:
+    import numpy as np
     import paho.mqtt.client as mqtt
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -318,6 +329,7 @@ class Router:
             fixed = {"site": registry.site_of(device), "device_id": device.device_id}
             self.routes.append((TopicPattern(settings.topic), device, fixed))
         self._cache: dict[str, tuple[DeviceSpec, dict[str, str]] | None] = {}
+        self._plans: dict[str, ColumnarPlan | None] = {}
 
     def filters(self) -> list[str]:
         return sorted({pattern.subscription(fixed) for pattern, _, fixed in self.routes})
@@ -333,8 +345,410 @@ class Router:
                 break
         if len(self._cache) > 10_000:
             self._cache.clear()
+            self._plans.clear()
         self._cache[topic] = found
         return found
+
+    def plan(self, topic: str) -> ColumnarPlan | None:
+        """How the columnar parser reads a routed topic's messages (``None``: it cannot)."""
+        if topic in self._plans:
+            return self._plans[topic]
+        found = self.route(topic)
+        plan = columnar_plan(*found) if found is not None else None
+        self._plans[topic] = plan
+        return plan
+
+    def read_exactly(self, topic: str) -> None:
+        """Send a topic's messages to the reference parser from now on: Arrow could not
+        read one of them (a device that sends ISO timestamps or text values, say)."""
+        self._plans[topic] = None
+
+
+# -- columnar parsing of a group of messages ------------------------------------------------
+
+# Below this many bytes of candidates one Arrow call (~150 us fixed) costs more than json.
+COLUMNAR_MIN_BYTES = 16 * 1024
+_OPENERS = (b"[", b"{")
+
+
+@dataclass(frozen=True)
+class ColumnarPlan:
+    """What the columnar parser needs to know of a topic: the item keys (top-level, so one
+    Arrow schema reads them) and the per-message constants of its sensor."""
+
+    keys: tuple[str, str, str | None]  # ts, value, quality
+    device_id: str
+    sensor_id: str
+    sensor_type: str
+    unit: str | None
+    scale: int  # ts unit -> microseconds
+    low: float
+    high: float
+
+
+def columnar_plan(device: DeviceSpec, topic_values: dict[str, str]) -> ColumnarPlan | None:
+    """The plan for a device and topic, or ``None`` when its messages need the reference
+    parser: nested paths, a readings envelope, sensor ids in the items, an undeclared
+    sensor, or a payload format other than JSON."""
+    settings = device.mqtt or MqttSettings()
+    paths = settings.payload
+    if getattr(settings, "format", "json") != "json" or paths.readings:
+        return None
+    keys = (paths.ts, paths.value, paths.quality)
+    named = [key for key in keys if key]
+    if any("." in key for key in named) or len(set(named)) != len(named):
+        return None
+    sensor_id = topic_values.get("sensor_id")
+    if sensor_id is None:
+        if paths.sensor_id:
+            return None
+        sensor_id = device.sensors[0].sensor_id
+    sensor = device.sensor(sensor_id)
+    if sensor is None:
+        return None
+    low, high = sensor.valid_range or (-math.inf, math.inf)
+    return ColumnarPlan(
+        keys=keys,
+        device_id=device.device_id,
+        sensor_id=sensor.sensor_id,
+        sensor_type=sensor.type,
+        unit=sensor.unit,
+        scale=1000 if paths.ts_unit == "ms" else 1_000_000,
+        low=float(low),
+        high=float(high),
+    )
+
+
+class Message(Protocol):
+    topic: str
+    payload: bytes
+    received_us: int
+
+
+@dataclass
+class GroupParse:
+    """The readings of a group of messages, in arrival order, and what could not be read."""
+
+    columns: ReadingColumns
+    problems: list[str] = field(default_factory=list)  # "<topic> (<device>): <reason>"
+    unknown_topics: int = 0
+    malformed: int = 0
+    columnar_messages: int = 0  # given to Arrow (the rest to the reference parser)
+
+
+def parse_group(
+    router: Router, messages: Sequence[Message], sparkplug: SparkplugDecoder | None = None
+) -> GroupParse:
+    """Parse a group of messages: large sets of messages the columnar plan covers in one
+    Arrow call per item layout, the rest (and any message Arrow could read differently from
+    :func:`parse_message_columns`) with the reference parser. Readings keep arrival order.
+
+    Sparkplug B devices go through ``sparkplug``, which remembers the births it has seen
+    (a collector keeps one for its life; without it, each call starts from no births).
+    """
+    routes = [router.route(message.topic) for message in messages]
+    result = GroupParse(ReadingColumns())
+    noted: list[tuple[int, str]] = []  # problems by message, put in arrival order at the end
+    parts: list[tuple[pa.Table, np.ndarray]] = []  # readings, and the message of each
+    by_arrow: set[int] = set()
+    for keys, members in _columnar_candidates(router, messages, routes).items():
+        batch = [(k, messages[k], router.plan(messages[k].topic)) for k in members]
+        retry: list[int] = []
+        unreadable: list[int] = []
+        _read_columnar(keys, batch, parts, retry, unreadable)  # type: ignore[arg-type]
+        for k in unreadable:
+            router.read_exactly(messages[k].topic)
+        by_arrow.update(set(members) - set(retry) - set(unreadable))
+        result.columnar_messages += len(members) - len(unreadable)
+    exact = [k for k in range(len(messages)) if k not in by_arrow] if by_arrow else None
+    columns, row_message = _parse_exactly(
+        messages, routes, exact, result, noted, bool(parts), sparkplug or SparkplugDecoder()
+    )
+    if parts:
+        assert row_message is not None
+        parts.append((columns.to_arrow(), row_message))
+        columns = _in_arrival_order(parts)
+    result.columns = columns
+    if noted:
+        noted.sort(key=lambda item: item[0])
+        result.problems = [text for _, text in noted]
+    return result
+
+
+def _columnar_candidates(
+    router: Router, messages: Sequence[Message], routes: list[Any]
+) -> dict[tuple[str, str, str | None], list[int]]:
+    """Positions of the messages Arrow may read, by item layout; only layouts with at least
+    ``COLUMNAR_MIN_BYTES`` of messages (a live trickle takes the reference parser)."""
+    candidates: dict[tuple[str, str, str | None], list[int]] = {}
+    sizes: dict[tuple[str, str, str | None], int] = {}
+    if sum(len(message.payload) for message in messages) < COLUMNAR_MIN_BYTES:
+        return candidates
+    for k, message in enumerate(messages):
+        if routes[k] is None or message.payload[:1] not in _OPENERS:
+            continue
+        plan = router.plan(message.topic)
+        if plan is not None:
+            candidates.setdefault(plan.keys, []).append(k)
+            sizes[plan.keys] = sizes.get(plan.keys, 0) + len(message.payload)
+    return {keys: ks for keys, ks in candidates.items() if sizes[keys] >= COLUMNAR_MIN_BYTES}
+
+
+def _parse_exactly(
+    messages: Sequence[Message],
+    routes: list[Any],
+    order: list[int] | None,
+    result: GroupParse,
+    noted: list[tuple[int, str]],
+    track: bool,
+    sparkplug: SparkplugDecoder,
+) -> tuple[ReadingColumns, np.ndarray | None]:
+    """The reference parser over the messages at ``order`` (``None``: all); with ``track``,
+    the message of each reading too (to merge with Arrow's readings in arrival order)."""
+    columns = ReadingColumns()
+    row_message: list[int] = []
+    for k in range(len(messages)) if order is None else order:
+        message = messages[k]
+        if routes[k] is None:
+            result.unknown_topics += 1
+            noted.append((k, f"{message.topic}: no device declared for this topic"))
+            continue
+        device, values = routes[k]
+        before = len(columns)
+        try:
+            if device.mqtt is not None and device.mqtt.format == "sparkplug_b":
+                problems = sparkplug.decode_into(
+                    device, message.topic, message.payload, message.received_us, columns
+                )
+            else:
+                problems = parse_message_columns(
+                    device, message.topic, values, message.payload, message.received_us, columns
+                )
+        except MalformedPayload as exc:
+            problems = [str(exc)]
+        if track:
+            row_message.extend([k] * (len(columns) - before))
+        if problems:
+            result.malformed += len(problems)
+            noted += [(k, f"{message.topic} ({device.device_id}): {p}") for p in problems]
+    if not track:
+        return columns, None
+    import numpy as np
+
+    return columns, np.asarray(row_message, dtype=np.int64)
+
+
+def _read_columnar(
+    keys: tuple[str, str, str | None],
+    batch: list[tuple[int, Message, ColumnarPlan]],
+    parts: list[tuple[pa.Table, np.ndarray]],
+    retry: list[int],
+    unreadable: list[int],
+) -> None:
+    """Parse ``batch`` (group positions, messages, plans) with Arrow into ``parts``; the
+    messages its rules send to the reference parser go to ``retry``. When Arrow cannot read
+    the batch, each half is tried, down to the single messages it cannot read
+    (``unreadable``), so one odd message does not slow down the rest."""
+    import numpy as np
+
+    parsed = _parse_columnar(keys, [(message, plan) for _, message, plan in batch])
+    if parsed is None:
+        if len(batch) == 1:
+            unreadable.append(batch[0][0])
+            return
+        middle = len(batch) // 2
+        _read_columnar(keys, batch[:middle], parts, retry, unreadable)
+        _read_columnar(keys, batch[middle:], parts, retry, unreadable)
+        return
+    table, row_message, again = parsed
+    positions = np.array([k for k, _, _ in batch], dtype=np.int64)
+    parts.append((table, positions[row_message]))
+    retry.extend(positions[again].tolist())
+
+
+def _in_arrival_order(parts: list[tuple[pa.Table, np.ndarray]]) -> ReadingColumns:
+    import numpy as np
+    import pyarrow as pa
+
+    if len(parts) == 1:
+        return ReadingColumns.from_arrow(parts[0][0])
+    table = pa.concat_tables([part for part, _ in parts])
+    order = np.argsort(np.concatenate([rows for _, rows in parts]), kind="stable")
+    return ReadingColumns.from_arrow(table.take(pa.array(order)))
+
+
+def warm_up() -> None:
+    """Load Arrow's JSON reader and compute kernels (about a third of a second, once) before
+    the first messages arrive instead of on them."""
+    plan = ColumnarPlan(("ts", "value", None), "d", "s", "t", None, 1000, -math.inf, math.inf)
+    payload = b'[{"ts":0,"value":0}]'
+    message = _Inbound(mid=0, qos=0, topic="t", payload=payload, generation=0, received_us=0)
+    _parse_columnar(plan.keys, [(message, plan)])
+
+
+def _parse_columnar(
+    keys: tuple[str, str, str | None], batch: list[tuple[Message, ColumnarPlan]]
+) -> tuple[pa.Table, np.ndarray, list[int]] | None:
+    """Readings of ``batch`` in one Arrow call: the table (spool schema), the batch position
+    of each reading's message, and the positions of messages the reference parser must read
+    (a missing or null field, a timestamp out of range, an empty array). ``None`` when Arrow
+    cannot read the batch (a value of another type, invalid JSON, a message adding rows).
+
+    Each message becomes one line ``{"i":<position>,"r":<its array>}`` (an object body is
+    wrapped in ``[...]``). A line can only end where its own message ends: JSON strings
+    cannot hold the newline, and anything left open makes the next line invalid. The check
+    that the rows are exactly ``i`` = 0..n-1 rejects a message that tries to add rows.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    lines = []
+    for i, (message, _) in enumerate(batch):
+        body = message.payload
+        if body[:1] == b"{":
+            body = b"[" + body + b"]"
+        lines.append(b'{"i":%d,"r":%b}\n' % (i, body))
+    text = b"".join(lines)
+    ts_key, value_key, quality_key = keys
+    fields = [pa.field(ts_key, pa.int64()), pa.field(value_key, pa.float64())]
+    if quality_key:
+        fields.append(pa.field(quality_key, pa.string()))
+    schema = pa.schema([("i", pa.int64()), ("r", pa.list_(pa.struct(fields)))])
+    try:
+        table = pj.read_json(
+            pa.py_buffer(text),
+            read_options=pj.ReadOptions(use_threads=False, block_size=len(text) + 1),
+            parse_options=pj.ParseOptions(
+                explicit_schema=schema, unexpected_field_behavior="ignore"
+            ),
+        )
+    except Exception:  # any message Arrow cannot read: the reference parser decides
+        return None
+    count = len(batch)
+    positions = table.column("i")
+    if (
+        table.num_rows != count
+        or positions.null_count
+        or not np.array_equal(positions.to_numpy(), np.arange(count))
+    ):
+        return None
+    lists = table.column("r").combine_chunks()
+    if lists.null_count:
+        return None
+    return _columns_of(lists, keys, batch)
+
+
+def _columns_of(
+    lists: pa.ListArray,
+    keys: tuple[str, str, str | None],
+    batch: list[tuple[Message, ColumnarPlan]],
+) -> tuple[pa.Table, np.ndarray, list[int]]:
+    """The spool's columns from the parsed items, with the reference parser's rules."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ts_key, value_key, quality_key = keys
+    plans = [plan for _, plan in batch]
+    lengths = pc.list_value_length(lists).to_numpy()
+    items = lists.flatten()
+    row_message = np.repeat(np.arange(len(batch)), lengths)
+    scale = np.array([plan.scale for plan in plans], dtype=np.int64)[row_message]
+    stamps = items.field(ts_key).fill_null(-1).to_numpy()
+    value = items.field(value_key)
+    quality = items.field(quality_key) if quality_key else None
+    retry = _to_retry(items, value, quality, stamps, scale, row_message, lengths, batch)
+    keep = ~retry[row_message]
+    if not keep.all():
+        mask = pa.array(keep)
+        value, row_message = value.filter(mask), row_message[keep]
+        stamps, scale = stamps[keep], scale[keep]
+        quality = quality.filter(mask) if quality is not None else None
+    quality = pa.repeat("good", len(row_message)) if quality is None else quality
+    quality = _out_of_range_bad(value, quality.fill_null("good"), plans, row_message)
+    table = _spool_table(batch, row_message, stamps * scale, value, quality)
+    return table, row_message, np.flatnonzero(retry).tolist()
+
+
+def _to_retry(
+    items: pa.StructArray,
+    value: pa.Array,
+    quality: pa.Array | None,
+    stamps: np.ndarray,
+    scale: np.ndarray,
+    row_message: np.ndarray,
+    lengths: np.ndarray,
+    batch: list[tuple[Message, ColumnarPlan]],
+) -> np.ndarray:
+    """Per message: whether the reference parser must read it, because one of its items is
+    not an object, lacks a value or a timestamp, has a timestamp outside 1970-2261 or a
+    quality spelled ``null`` (a missing quality means good), or because it is empty."""
+    import numpy as np
+
+    doubtful = (
+        items.is_null().to_numpy(zero_copy_only=False)
+        | value.is_null().to_numpy(zero_copy_only=False)
+        | (stamps < 0)
+        | (stamps >= _MAX_US // scale)
+    )
+    if quality is not None and quality.null_count:
+        nulls = quality.is_null().to_numpy(zero_copy_only=False)
+        spelled = np.array([b"null" in message.payload for message, _ in batch])
+        doubtful |= nulls & spelled[row_message]
+    retry = lengths == 0
+    retry[row_message[doubtful]] = True
+    return retry
+
+
+def _out_of_range_bad(
+    value: pa.Array, quality: pa.Array, plans: list[ColumnarPlan], row_message: np.ndarray
+) -> pa.Array:
+    """Quality ``bad`` for finite values outside their sensor's valid range."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    numbers = value.to_numpy(zero_copy_only=False)
+    low = np.array([plan.low for plan in plans])[row_message]
+    high = np.array([plan.high for plan in plans])[row_message]
+    with np.errstate(invalid="ignore"):
+        outside = np.isfinite(numbers) & ((numbers < low) | (numbers > high))
+    return pc.if_else(pa.array(outside), "bad", quality) if outside.any() else quality
+
+
+def _spool_table(
+    batch: list[tuple[Message, ColumnarPlan]],
+    row_message: np.ndarray,
+    ts_us: np.ndarray,
+    value: pa.Array,
+    quality: pa.Array,
+) -> pa.Table:
+    """The readings in the spool's schema; per-message values are repeated by ``take``."""
+    import pyarrow as pa
+
+    index = pa.array(row_message)
+    text, number = pa.string(), pa.int64()
+
+    def per_message(values: list[Any], kind: pa.DataType) -> pa.Array:
+        return pa.array(values, type=kind).take(index)
+
+    plans = [plan for _, plan in batch]
+    return pa.Table.from_arrays(
+        [
+            per_message([p.device_id for p in plans], text),
+            per_message([p.sensor_id for p in plans], text),
+            per_message([p.sensor_type for p in plans], text),
+            pa.array(ts_us, type=number),
+            value,
+            per_message([p.unit for p in plans], text),
+            quality.cast(text),
+            pa.repeat("mqtt", len(row_message)).cast(text),
+            per_message([m.received_us for m, _ in batch], number),
+            per_message([m.topic for m, _ in batch], text),
+        ],
+        schema=spool_schema(),
+    )
 
 
 # -- the collector -------------------------------------------------------------------------
@@ -347,6 +761,7 @@ class MqttStats:
     duplicates: int = 0
     malformed: int = 0
     unknown_topic: int = 0
+    columnar_messages: int = 0  # parsed by Arrow, the rest by the reference parser
     acked: int = 0
     stale_acks_skipped: int = 0
     spool_full: int = 0
@@ -464,6 +879,7 @@ class MqttCollector:
         self.shared_group = shared_group
         self.keepalive_s = keepalive_s
         self.stats = MqttStats()
+        self.sparkplug = SparkplugDecoder(self._request_rebirth)
         self.ready = threading.Event()  # set once the subscriptions are confirmed
         self._router = Router(registry, devices)
         self._subscribed: set[str] = set()
@@ -517,6 +933,7 @@ class MqttCollector:
                     ]
                 ) from exc
             client.tls_insecure_set(self.broker.insecure)
+        warm_up()
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_socket_open = _no_delay
         client.on_connect = self._on_connect
@@ -680,27 +1097,18 @@ class MqttCollector:
             self._handle(group)
 
     def _handle(self, group: list[_Inbound]) -> None:
-        columns = ReadingColumns()
         stats = self.stats
         with self._lock:
             router = self._router
-        for inbound in group:
-            stats.messages += 1
-            routed = router.route(inbound.topic)
-            if routed is None:
-                stats.unknown_topic += 1
-                self._problem(f"{inbound.topic}: no device declared for this topic")
-                continue
-            device, values = routed
-            try:
-                problems = parse_message_columns(
-                    device, inbound.topic, values, inbound.payload, inbound.received_us, columns
-                )
-            except MalformedPayload as exc:
-                problems = [str(exc)]
-            for problem in problems:
-                stats.malformed += 1
-                self._problem(f"{inbound.topic}: {problem}")
+        parsed = parse_group(router, group, self.sparkplug)
+        columns = parsed.columns
+        stats.messages += len(group)
+        stats.columnar_messages += parsed.columnar_messages
+        skipped = stats.malformed + stats.unknown_topic
+        stats.unknown_topic += parsed.unknown_topics
+        stats.malformed += parsed.malformed
+        for number, problem in enumerate(parsed.problems, skipped + 1):
+            self._problem(problem, number)
         append = getattr(self.spool, "append_columns", None)
         while True:
             try:
@@ -728,13 +1136,21 @@ class MqttCollector:
             client.ack(inbound.mid, inbound.qos)
             stats.acked += 1
 
-    def _problem(self, text: str) -> None:
+    def _request_rebirth(self, group_id: str, edge_node_id: str) -> None:
+        """Ask a Sparkplug edge node for its births again (NCMD, as the spec says: QoS 0)."""
+        client = self._client
+        if client is None:
+            return
+        payload, qos = rebirth_request()
+        client.publish(f"spBv1.0/{group_id}/NCMD/{edge_node_id}", payload, qos=qos)
+
+    def _problem(self, text: str, number: int) -> None:
+        """Keep the latest reasons; log the first ten, then every thousandth."""
         problems = self.stats.problems
         problems.append(text)
         del problems[:-20]
-        count = self.stats.malformed + self.stats.unknown_topic
-        if count <= 10 or count % 1000 == 0:
-            log.warning("MQTT message skipped (%d so far): %s", count, text)
+        if number <= 10 or number % 1000 == 0:
+            log.warning("MQTT message skipped (%d so far): %s", number, text)
 
 
 def _no_delay(client: Any, userdata: Any, sock: Any) -> None:

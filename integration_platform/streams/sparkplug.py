@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-from integration_platform.streams.readings import Reading
+from integration_platform.streams.readings import Reading, ReadingColumns, from_us
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
@@ -351,6 +351,15 @@ class SparkplugDecoder:
             self.stats.data_messages += 1
         return self._readings(device, parsed, message, topic, received_at)
 
+    def decode_into(
+        self, device: DeviceSpec, topic: str, payload: bytes, received_us: int, out: ReadingColumns
+    ) -> list[str]:
+        """:meth:`decode` appending to ``out`` (the MQTT collector's columns); the problems."""
+        readings, problems = self.decode(device, topic, payload, from_us(received_us))
+        for reading in readings:
+            out.add(reading)
+        return problems
+
     # -- births and deaths ---------------------------------------------------------------
 
     def _remember(self, topic: SparkplugTopic, message: Any) -> None:
@@ -392,10 +401,15 @@ class SparkplugDecoder:
             name = metric.name or declared.names.get(metric.alias)
             if name is None:
                 self.stats.unknown_aliases += 1
-                self._ask_rebirth(device, topic)
+                asked = self._ask_rebirth(device, topic)
                 problems.append(
                     f"alias {metric.alias}: no birth declared it (the collector joined after "
-                    "the birth; set mqtt.sparkplug.request_rebirth to ask the edge node again)"
+                    "the birth; "
+                    + (
+                        "the edge node was asked to publish its births again)"
+                        if asked
+                        else "set mqtt.sparkplug.request_rebirth to ask the edge node again)"
+                    )
                 )
                 continue
             sensor = sensors.get(name)
@@ -426,19 +440,21 @@ class SparkplugDecoder:
             )
         return readings, problems
 
-    def _ask_rebirth(self, device: DeviceSpec, topic: SparkplugTopic) -> None:
+    def _ask_rebirth(self, device: DeviceSpec, topic: SparkplugTopic) -> bool:
+        """Whether the edge node was (or was lately) asked for its births."""
         settings = device.mqtt.sparkplug if device.mqtt else None
         if self._request_rebirth is None or settings is None or not settings.request_rebirth:
-            return
+            return False
         node = topic.source[:2]
         now = self._clock()
         last = self._last_rebirth.get(node)
         if last is not None and now - last < self._rebirth_interval_s:
-            return
+            return True
         self._last_rebirth[node] = now
         self.stats.rebirths_requested += 1
         log.info("asking Sparkplug edge node %s/%s to publish its births again", *node)
         self._request_rebirth(*node)
+        return True
 
 
 def rebirth_request() -> tuple[bytes, int]:

@@ -8,12 +8,15 @@ atomic transaction, with no segment index, torn-tail repair or compaction code o
 a crash at any instant leaves either the old or the new state. Python ships ``sqlite3``, so the
 spool needs nothing installed.
 
-Storage (format 2): one ``groups`` row per append, holding its readings as columns
-(:meth:`ReadingColumns.encode`), and one ``recent_keys`` row per append holding the
-de-duplication keys of those readings. Nothing on the hot path is one SQLite row or one Python
-object per reading; the keys live in memory (a set of timestamps per device and sensor,
-rebuilt from ``recent_keys`` on open) and on disk one row per append. A spool written by the
-previous format (one row per reading, one per key) is migrated on open, in one transaction.
+Storage (format 3): one ``groups`` row per append, holding its readings as one Arrow IPC
+stream (a BLOB; a handful of readings collected one by one stays a JSON array of columns, as
+in format 2, which is cheaper to write: :meth:`ReadingColumns.encode`), and one
+``recent_keys`` row per append holding the de-duplication keys of those readings in the same
+form. Nothing on the hot path is one SQLite row or one Python object per reading; the keys
+live in memory (a set of timestamps per device and sensor, rebuilt from ``recent_keys`` on
+open) and on disk one row per append. Rows are decoded by their type, so a format 2 spool is
+read as it is; a format 1 spool (one row per reading, one per key) is migrated on open, in one
+transaction.
 
 The write protocol that makes the lake idempotent:
 
@@ -44,9 +47,14 @@ from datetime import datetime
 from pathlib import Path
 
 from integration_platform.streams.readings import (
+    KEY_NAMES,
     KEY_SEPARATOR,
     Reading,
     ReadingColumns,
+    arrow_to_list,
+    decode_table,
+    encode_table,
+    pair_runs,
     to_us,
 )
 
@@ -56,7 +64,7 @@ DEFAULT_DEDUP_WINDOW_S = 600.0
 # messages in flight when a connection or the collector died: the broker's in-flight window
 # (messages) times the readings per message, far below this.
 DEFAULT_DEDUP_MAX_KEYS = 1_000_000
-FORMAT = "2"
+FORMAT = "3"
 _MIGRATE_CHUNK = 5000
 
 _SCHEMA = """
@@ -65,7 +73,7 @@ CREATE TABLE IF NOT EXISTS groups (
     batch_id INTEGER,
     row_count INTEGER NOT NULL,
     created_at REAL NOT NULL,
-    body TEXT NOT NULL
+    body BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS groups_batch ON groups (batch_id, id);
 CREATE TABLE IF NOT EXISTS batches (
@@ -78,7 +86,7 @@ CREATE TABLE IF NOT EXISTS recent_keys (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     seen_at REAL NOT NULL,
     key_count INTEGER NOT NULL,
-    body TEXT NOT NULL
+    body BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -151,33 +159,44 @@ class _RecentKeys:
         self.log: deque[tuple[int, float, list[_Run]]] = deque()
         self.count = 0
 
-    def fresh(self, columns: ReadingColumns) -> tuple[list[int], list[_Run]]:
-        """Positions of the readings not seen before (first arrival wins within the append),
-        and their keys as runs; the keys are added (undo with :meth:`forget_runs`)."""
+    def fresh(self, columns: ReadingColumns) -> tuple[list[int] | None, list[_Run]]:
+        """Positions of the readings not seen before (``None``: all of them; first arrival
+        wins within the append), and their keys as runs; the keys are added (undo with
+        :meth:`forget_runs`).
+
+        One set operation per run of a sensor's readings (a message, usually): only a run
+        that holds a duplicate is gone through reading by reading.
+        """
         sets = self.sets
-        positions: list[int] = []
+        stamps_all = columns.ts_us
+        positions: list[int] | None = None  # made when the first duplicate shows up
         runs: list[_Run] = []
-        run_pair: tuple[str, str] | None = None
-        run_ts: list[int] = []
-        bucket: set[int] = set()
-        for i, pair, ts in zip(
-            range(len(columns)),
-            zip(columns.device_id, columns.sensor_id, strict=True),
-            columns.ts_us,
-            strict=True,
-        ):
-            if pair != run_pair:
-                run_pair, run_ts = pair, []
-                runs.append((pair, run_ts))
-                bucket = sets.get(pair)  # type: ignore[assignment]
-                if bucket is None:
-                    bucket = sets[pair] = set()
-            if ts in bucket:
-                continue
-            bucket.add(ts)
-            run_ts.append(ts)
-            positions.append(i)
-        return positions, [run for run in runs if run[1]]
+        for pair, start, stop in columns.runs():
+            stamps = stamps_all[start:stop]
+            bucket = sets.get(pair)
+            if bucket is None:
+                bucket = sets[pair] = set()
+            size = len(bucket)
+            if bucket.isdisjoint(stamps):
+                bucket.update(stamps)
+                if len(bucket) - size == len(stamps):
+                    runs.append((pair, stamps))
+                    if positions is not None:
+                        positions.extend(range(start, stop))
+                    continue
+                bucket.difference_update(stamps)  # repeats inside the run: undo, go slowly
+            if positions is None:
+                positions = list(range(start))
+            kept: list[int] = []
+            for i in range(start, stop):
+                ts = stamps_all[i]
+                if ts not in bucket:
+                    bucket.add(ts)
+                    kept.append(ts)
+                    positions.append(i)
+            if kept:
+                runs.append((pair, kept))
+        return positions, runs
 
     def forget_runs(self, runs: list[_Run]) -> None:
         sets = self.sets
@@ -212,12 +231,27 @@ class _RecentKeys:
         return forgotten
 
 
-def _encode_runs(runs: list[_Run]) -> str:
-    return json.dumps([[d, s, stamps] for (d, s), stamps in runs], separators=(",", ":"))
+def _encode_group(columns: ReadingColumns, runs: list[_Run]) -> tuple[str | bytes, str | bytes]:
+    """The bodies of a group and of its keys, in the same form: Arrow IPC (the keys as
+    device, sensor and ts columns), or JSON (the keys as ``[device, sensor, [ts_us, ...]]``
+    runs); :attr:`ReadingColumns.stored_as_arrow` decides."""
+    if columns.stored_as_arrow:
+        table = columns.to_arrow()
+        return encode_table(table), encode_table(table.select(list(KEY_NAMES)))
+    keys = json.dumps([[d, s, stamps] for (d, s), stamps in runs], separators=(",", ":"))
+    return columns.encode(), keys
 
 
-def _decode_runs(text: str) -> list[_Run]:
-    return [((d, s), stamps) for d, s, stamps in json.loads(text)]
+def _decode_runs(body: str | bytes) -> list[_Run]:
+    """The keys of a ``recent_keys`` row: Arrow IPC or JSON runs (formats 3 and 2)."""
+    if isinstance(body, str):
+        return [((d, s), stamps) for d, s, stamps in json.loads(body)]
+    table = decode_table(body)
+    stamps = arrow_to_list(table.column("ts_us"))
+    return [
+        (pair, stamps[start:stop])
+        for pair, start, stop in pair_runs(table.column("device_id"), table.column("sensor_id"))
+    ]
 
 
 class Spool:
@@ -262,6 +296,7 @@ class Spool:
             self._migrate()
         self._load_recent()
         self._pending = self._count_pending()
+        self._last_append = time.monotonic()
 
     # -- writing side -------------------------------------------------------------------
 
@@ -285,12 +320,11 @@ class Spool:
         recent = self._recent
         with self._changed:
             positions, runs = recent.fresh(columns)
+            accepted = total if positions is None else len(positions)
             try:
-                accepted = len(positions)
                 if accepted:
-                    fresh = columns if accepted == total else columns.take(positions)
-                    body = fresh.encode()
-                    keys_body = _encode_runs(runs)
+                    fresh = columns if positions is None else columns.take(positions)
+                    body, keys_body = _encode_group(fresh, runs)
                     live = self._live_bytes()
                     if live + len(body) + len(keys_body) + 64 > self.max_bytes:
                         raise SpoolFullError(
@@ -316,9 +350,10 @@ class Spool:
                 recent.forget_runs(runs)  # nothing stored: the keys are not known either
                 if recent.log and recent.log[-1][2] is runs:
                     recent.log.pop()
-                    recent.count -= len(positions)
+                    recent.count -= accepted
                 raise
             self._pending += accepted
+            self._last_append = time.monotonic()
             self._changed.notify_all()
         return AppendResult(accepted, total - accepted)
 
@@ -347,7 +382,7 @@ class Spool:
         return Batch(
             batch_id=int(row[0]),
             seq=int(row[1]),
-            columns=parts[0] if len(parts) == 1 else ReadingColumns.concat(parts),
+            columns=ReadingColumns.concat(parts),
             created_at=float(row[2]),
         )
 
@@ -391,8 +426,8 @@ class Spool:
             "SELECT body, created_at FROM groups WHERE id = ?", (group_id,)
         ).fetchone()
         columns = ReadingColumns.decode(body)
-        head = columns.take(range(limit))
-        tail = columns.take(range(limit, len(columns)))
+        head = columns.slice(0, limit)
+        tail = columns.slice(limit, len(columns))
         self._db.execute(
             "UPDATE groups SET body = ?, row_count = ? WHERE id = ?",
             (tail.encode(), len(tail), group_id),
@@ -426,6 +461,10 @@ class Spool:
                     break
                 self._changed.wait(remaining)
             return self._pending
+
+    def idle_seconds(self) -> float:
+        """Seconds since the last append that stored readings (or since the spool opened)."""
+        return time.monotonic() - self._last_append
 
     def oldest_pending_age(self) -> float | None:
         """Seconds since the oldest pending reading's batch or append (for time flushes)."""
@@ -506,8 +545,9 @@ class Spool:
 
     def _migrate(self) -> None:
         """Format 1 (one ``readings`` row per reading, one ``recent`` row per key) to format
-        2, inside the open transaction: open batches keep their id and sequence number,
-        pending readings become groups in arrival order, keys become ``recent_keys`` rows."""
+        3, inside the open transaction: open batches keep their id and sequence number,
+        pending readings become groups in arrival order, keys become ``recent_keys`` rows.
+        Format 2 needs nothing: its JSON rows are read as they are."""
         tables = {
             name
             for (name,) in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")
@@ -536,18 +576,9 @@ class Spool:
             keys = self._db.execute("SELECT key, seen_at FROM recent ORDER BY seen_at").fetchall()
             for start in range(0, len(keys), _MIGRATE_CHUNK):
                 chunk = keys[start : start + _MIGRATE_CHUNK]
-                runs: list[_Run] = []
-                for key, _ in chunk:
-                    device_id, sensor_id, ts = key.split(KEY_SEPARATOR)
-                    pair = (device_id, sensor_id)
-                    stamp = to_us(datetime.fromisoformat(ts))
-                    if runs and runs[-1][0] == pair:
-                        runs[-1][1].append(stamp)
-                    else:
-                        runs.append((pair, [stamp]))
                 self._db.execute(
                     "INSERT INTO recent_keys (seen_at, key_count, body) VALUES (?, ?, ?)",
-                    (float(chunk[-1][1]), len(chunk), _encode_runs(runs)),
+                    (float(chunk[-1][1]), len(chunk), _v1_keys_body([k for k, _ in chunk])),
                 )
             self._db.execute("DROP TABLE recent")
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('format', ?)", (FORMAT,))
@@ -565,6 +596,21 @@ class Spool:
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
+
+
+def _v1_keys_body(keys: list[str]) -> bytes:
+    """Format 1 keys (``device<US>sensor<US>iso ts``) as a format 3 ``recent_keys`` body."""
+    import pyarrow as pa
+
+    parts = [key.split(KEY_SEPARATOR) for key in keys]
+    table = pa.table(
+        {
+            "device_id": pa.array([d for d, _, _ in parts], pa.string()),
+            "sensor_id": pa.array([s for _, s, _ in parts], pa.string()),
+            "ts_us": pa.array([to_us(datetime.fromisoformat(t)) for _, _, t in parts], pa.int64()),
+        }
+    )
+    return encode_table(table)
 
 
 class _Transaction:

@@ -23,12 +23,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from integration_platform.streams.readings import Reading, ReadingColumns, iso
+from integration_platform.streams.readings import KEY_NAMES, Reading, ReadingColumns, iso
 from integration_platform.streams.spool import Batch, Spool
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
+
+    from integration_platform.model.validation import ValidationResult
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,8 @@ READING_COLUMNS = [
 ENTITY = "sensor_reading"
 # Pending readings from which the writer commits larger batches (up to ``max_batch_rows``).
 BACKLOG_ROWS = 10_000
+# A pause in the input this long ends a burst: its last readings are flushed at once.
+BURST_IDLE_S = 0.05
 
 
 def readings_schema() -> pa.Schema:
@@ -158,6 +162,19 @@ class DeltaWriter:
     def quarantine_uri(self) -> str:
         return "/".join([self.lake_root, *QUARANTINE_PARTS])
 
+    def warm_up(self) -> None:
+        """Import and prepare what a flush needs (Arrow, pandas, the model's validation,
+        deltalake: about half a second) before the first readings arrive, so the first batch
+        after a start is not that much later than the others."""
+        import deltalake  # noqa: F401 - imported for its start-up cost only
+
+        from integration_platform.streams.readings import utc_now
+
+        now = utc_now()
+        probe = Reading("warm-up", "probe", "temperature", now, 0.0, None, "good", "mqtt", now)
+        columns = ReadingColumns.decode(ReadingColumns.from_readings([probe]).encode())
+        split_columns(columns)
+
     # -- one flush ----------------------------------------------------------------------
 
     def flush_once(self) -> FlushResult | None:
@@ -176,7 +193,7 @@ class DeltaWriter:
         # cost per commit is fixed, so rows per second grow with the batch.
         pending = self.spool.pending
         limit = self.flush_rows
-        if pending >= max(2 * self.flush_rows, BACKLOG_ROWS):
+        if pending >= max(self.flush_rows, BACKLOG_ROWS):
             limit = max(self.flush_rows, min(pending, self.max_batch_rows))
         batch = self.spool.claim(limit, seq_floor=max(table_version, quarantine_version) + 1)
         if batch is None:
@@ -242,22 +259,39 @@ class DeltaWriter:
 
     def run(self, stop: threading.Event, *, drain_timeout: float = 30.0) -> None:
         """Flush by size (``flush_rows`` pending) or by time (``flush_seconds`` since the
-        oldest pending reading), back off while the lake fails, drain on ``stop``."""
+        oldest pending reading), back off while the lake fails, drain on ``stop``.
+
+        After a flush by size (a burst or a backlog), what is left when the input pauses for
+        ``BURST_IDLE_S`` goes out at once rather than ``flush_seconds`` later: the end of a
+        burst is queryable a commit after it arrived. That one flush ends the burst; steady
+        traffic below ``flush_rows`` never starts one, so its batching is unchanged.
+        """
         backoff = 0.5
+        burst_until = 0.0  # until then, a pause in the input ends the burst
         while not stop.is_set():
-            pending = self.spool.wait(self.flush_rows, timeout=min(0.5, self.flush_seconds))
+            in_burst = time.monotonic() < burst_until
+            timeout = BURST_IDLE_S if in_burst else min(0.5, self.flush_seconds)
+            pending = self.spool.wait(self.flush_rows, timeout=timeout)
             if stop.is_set():
                 break
             if not pending:
                 continue
-            age = self.spool.oldest_pending_age() or 0.0
-            if pending < self.flush_rows and age < self.flush_seconds:
-                continue
+            by_size = pending >= self.flush_rows
+            burst_ended = in_burst and self.spool.idle_seconds() >= BURST_IDLE_S
+            if not (by_size or burst_ended):
+                age = self.spool.oldest_pending_age() or 0.0
+                if age < self.flush_seconds:
+                    continue
             try:
                 while self.flush_once() and self.spool.pending >= self.flush_rows:
+                    by_size = True
                     if stop.is_set():
                         break
                 backoff = 0.5
+                if by_size:
+                    burst_until = time.monotonic() + self.flush_seconds
+                elif burst_ended:  # its end is out: back to batching by size and age
+                    burst_until = 0.0
             except LakeWriteError as exc:
                 log.error(
                     "%s; %d readings kept in the spool, retry in %.1fs", exc, pending, backoff
@@ -317,36 +351,23 @@ def split_batch(readings: Sequence[Reading]) -> _Split:
 def split_columns(columns: ReadingColumns) -> _Split:
     """Drop duplicates on (device, sensor, ts), then split by the SensorReading rules.
 
-    Rules that cannot be checked (an unexpected validation failure) reject the whole batch to
-    quarantine with the reason rather than stopping the collector: nothing is lost.
+    The batch stays an Arrow table throughout; when no row fails (the usual case) that table
+    is what the lake gets. Rules that cannot be checked (an unexpected validation failure)
+    reject the whole batch to quarantine with the reason rather than stopping the collector:
+    nothing is lost.
     """
     import pandas as pd
-    import pyarrow as pa
 
-    from integration_platform.model.sensor_reading import SensorReading
-    from integration_platform.model.validation import validate_rows
-
-    keys = columns.keys()
-    if len(set(keys)) != len(keys):  # the spool de-duplicates already; this is the rare case
-        seen: set[tuple[str, str, int]] = set()
-        positions = []
-        for i, key in enumerate(keys):
-            if key not in seen:
-                seen.add(key)
-                positions.append(i)
-        unique = columns.take(positions)
-    else:
-        unique = columns
-    duplicates = len(columns) - len(unique)
-    if not len(unique):
-        return _Split(valid=pd.DataFrame(columns=READING_COLUMNS), duplicates=duplicates)
+    unique, duplicates = columns, 0
     try:
-        table = _arrow_columns(unique)
-        # string[pyarrow] and Float64 columns: validation is several times faster on them
-        # than on object columns, and the conversion from Arrow is nearly free.
-        mapping = {pa.string(): pd.StringDtype("pyarrow"), pa.float64(): pd.Float64Dtype()}
-        frame = table.to_pandas(types_mapper=mapping.get)
-        result = validate_rows(frame, SensorReading)
+        firsts = _first_arrivals(columns.to_arrow())
+        if firsts is not None:  # the spool de-duplicates already; this is the rare case
+            unique = columns.take(firsts)
+            duplicates = len(columns) - len(unique)
+        if not len(unique):
+            return _Split(valid=pd.DataFrame(columns=READING_COLUMNS), duplicates=duplicates)
+        table = _canonical(unique.to_arrow())
+        result = _validate(table)
     except Exception as exc:
         reason = f"validation failed for the whole batch: {type(exc).__name__}: {exc}"
         return _Split(
@@ -363,30 +384,60 @@ def split_columns(columns: ReadingColumns) -> _Split:
     return _Split(valid=result.valid, rejected=rejected, duplicates=duplicates)
 
 
-def _arrow_columns(columns: ReadingColumns) -> pa.Table:
-    """The canonical columns straight from the lists (NaN read as missing, as pandas does)."""
+def _validate(table: pa.Table) -> ValidationResult:
+    """The canonical rules on ``table``, as pandas columns of the model's own dtypes
+    (string[pyarrow], Float64, nanosecond UTC): validation converts nothing, and the
+    conversion from Arrow is nearly free."""
+    import pandas as pd
     import pyarrow as pa
 
-    schema = readings_schema()
-    try:
-        value = pa.array(columns.value, type=pa.float64(), from_pandas=True)
-    except (TypeError, ValueError, pa.ArrowException):
-        value = pa.array(
-            [_float_or_none(v) for v in columns.value], type=pa.float64(), from_pandas=True
-        )
-    utc = schema.field("ts").type
-    arrays = {
-        "device_id": pa.array(columns.device_id, type=pa.string()),
-        "sensor_id": pa.array(columns.sensor_id, type=pa.string()),
-        "sensor_type": pa.array(columns.sensor_type, type=pa.string()),
-        "ts": pa.array(columns.ts_us, type=pa.int64()).cast(utc),
-        "value": value,
-        "unit": pa.array(columns.unit, type=pa.string()),
-        "quality": pa.array(columns.quality, type=pa.string()),
-        "source_protocol": pa.array(columns.source_protocol, type=pa.string()),
-        "ingested_at": pa.array(columns.ingested_us, type=pa.int64()).cast(utc),
-    }
-    return pa.table(arrays)
+    from integration_platform.model.sensor_reading import SensorReading
+    from integration_platform.model.validation import validate_rows
+
+    utc_ns = pa.timestamp("ns", tz="UTC")
+    for name in ("ts", "ingested_at"):
+        at = table.schema.get_field_index(name)
+        table = table.set_column(at, name, table.column(name).cast(utc_ns))
+    mapping = {pa.string(): pd.StringDtype("pyarrow"), pa.float64(): pd.Float64Dtype()}
+    return validate_rows(table.to_pandas(types_mapper=mapping.get), SensorReading)
+
+
+def _first_arrivals(table: pa.Table) -> list[int] | None:
+    """Positions of the first reading of each (device, sensor, ts), in order; ``None`` when
+    every key is unique (one hash aggregation in Arrow)."""
+    import numpy as np
+    import pyarrow as pa
+
+    keys = table.select(list(KEY_NAMES))
+    if keys.group_by(list(KEY_NAMES), use_threads=False).aggregate([]).num_rows == len(keys):
+        return None
+    numbered = keys.append_column("position", pa.array(np.arange(len(keys), dtype=np.int64)))
+    firsts = numbered.group_by(list(KEY_NAMES), use_threads=False).aggregate([("position", "min")])
+    return np.sort(firsts.column("position_min").to_numpy()).tolist()
+
+
+def _canonical(table: pa.Table) -> pa.Table:
+    """The model's columns from the spool's (timestamps as UTC, NaN read as missing, as
+    pandas does, so the rules treat both alike)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    utc = readings_schema().field("ts").type
+    value = table.column("value")
+    value = pc.if_else(pc.is_nan(value), pa.scalar(None, pa.float64()), value)
+    return pa.table(
+        {
+            "device_id": table.column("device_id"),
+            "sensor_id": table.column("sensor_id"),
+            "sensor_type": table.column("sensor_type"),
+            "ts": table.column("ts_us").cast(utc),
+            "value": value,
+            "unit": table.column("unit"),
+            "quality": table.column("quality"),
+            "source_protocol": table.column("source_protocol"),
+            "ingested_at": table.column("ingested_us").cast(utc),
+        }
+    )
 
 
 def _with_date(table: pa.Table) -> pa.Table:
@@ -396,15 +447,6 @@ def _with_date(table: pa.Table) -> pa.Table:
     day = table.column("ts").cast(pa.int64()).to_numpy() // 86_400_000_000
     dates = pa.array(day.astype("int32"), type=pa.int32()).cast(pa.date32())
     return table.append_column("date", dates).cast(readings_schema())
-
-
-def _float_or_none(value: Any) -> float | None:
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
 
 
 def to_arrow_readings(valid: pd.DataFrame) -> pa.Table:
