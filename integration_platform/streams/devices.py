@@ -18,7 +18,15 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from integration_platform.mapping.locate import SourceMap
 
@@ -82,15 +90,40 @@ class Thresholds(_Model):
         return self
 
 
-class Register(_Model):
-    """Where and how a Modbus value is stored."""
+BIT_TABLES = frozenset({"coil", "discrete"})  # Modbus tables of single bits
 
-    table: Literal["holding", "input"] = "holding"
-    address: int = Field(ge=0, le=65535, description="Zero-based register address.")
+
+class Register(_Model):
+    """Where and how a Modbus value is stored.
+
+    Coils and discrete inputs (read-only coils) hold one bit per address, read as 0.0 or 1.0
+    before ``scale`` and ``offset``; ``type`` and ``order`` describe registers only.
+    """
+
+    table: Literal["holding", "input", "coil", "discrete"] = "holding"
+    address: int = Field(ge=0, le=65535, description="Zero-based register or bit address.")
     type: Literal["int16", "uint16", "int32", "uint32", "float32", "float64"] = "uint16"
     order: Literal["ABCD", "CDAB", "BADC", "DCBA"] = "ABCD"
     scale: float = 1.0
     offset: float = 0.0
+
+    @field_validator("type", "order")
+    @classmethod
+    def _registers_only(cls, value: str, info: ValidationInfo) -> str:
+        """Refused on a bit rather than ignored: whoever wrote it expects a register."""
+        table = info.data.get("table")
+        name = info.field_name or ""
+        if table in BIT_TABLES and value != cls.model_fields[name].default:
+            kind = "coil" if table == "coil" else "discrete input"
+            raise ValueError(
+                f"{name} {value!r} does not apply to a {kind}: it is one bit, read as 0 or 1 "
+                f"(then scale and offset); leave {name} out"
+            )
+        return value
+
+    @property
+    def bit(self) -> bool:
+        return self.table in BIT_TABLES
 
 
 class Simulation(_Model):

@@ -3,7 +3,8 @@
 Byte/word orders name where the bytes ``A B C D`` (most significant first) of a 32-bit value
 sit in consecutive registers: ``ABCD`` big-endian, ``CDAB`` word-swapped, ``BADC``
 byte-swapped, ``DCBA`` little-endian; 64-bit values extend the same rule to four registers and
-16-bit values only see the byte swap. ``value = raw * scale + offset``.
+16-bit values only see the byte swap. Coils and discrete inputs are one bit per address, the
+raw value 0 or 1. ``value = raw * scale + offset``.
 
 pymodbus' TCP client reconnects by itself (about a second after the device is back) and
 buffers nothing while the device is away, so a failed poll is recorded as a gap: one reading
@@ -27,7 +28,13 @@ from integration_platform.streams.aiorunner import (
     DeviceStats,
     sleep_unless_stopped,
 )
-from integration_platform.streams.devices import DeviceSpec, ModbusSettings, SensorSpec
+from integration_platform.streams.devices import (
+    BIT_TABLES,
+    DeviceSpec,
+    ModbusSettings,
+    Register,
+    SensorSpec,
+)
 from integration_platform.streams.readings import Reading
 from integration_platform.streams.spool import Spool, SpoolFullError
 
@@ -43,11 +50,17 @@ FORMATS: dict[str, tuple[int, str]] = {  # registers, struct format (big-endian)
     "float64": (4, ">d"),
 }
 MAX_READ = 125  # registers per read request (Modbus limit)
-MAX_GAP = 8  # unused registers tolerated inside one read
+MAX_READ_BITS = 2000  # coils or discrete inputs per read request (Modbus limit)
+MAX_GAP = 8  # unused addresses tolerated inside one read
 
 
 def register_count(dtype: str) -> int:
     return FORMATS[dtype][0]
+
+
+def width(reg: Register) -> int:
+    """Addresses a value takes: one for a bit, its type's register count otherwise."""
+    return 1 if reg.bit else register_count(reg.type)
 
 
 def _check(dtype: str, order: str) -> None:
@@ -97,16 +110,24 @@ def unscaled(value: float, scale: float = 1.0, offset: float = 0.0) -> float:
 
 @dataclass(frozen=True)
 class ReadBlock:
-    """One read request covering several sensors of one register table."""
+    """One read request covering several sensors of one table (registers or bits)."""
 
     table: str
     start: int
     count: int
     sensors: tuple[SensorSpec, ...]
 
+    @property
+    def bits(self) -> bool:
+        return self.table in BIT_TABLES
+
 
 def plan_reads(sensors: Sequence[SensorSpec]) -> list[ReadBlock]:
-    """Group sensors into as few reads as the 125-register limit and small gaps allow."""
+    """Group sensors into as few reads as the protocol limits and small gaps allow.
+
+    Per table: at most 125 registers or 2000 bits a read, and a new read after more than
+    ``MAX_GAP`` unused addresses, so a sparse map does not read addresses a device may refuse.
+    """
     blocks: list[ReadBlock] = []
     by_table: dict[str, list[SensorSpec]] = {}
     for sensor in sensors:
@@ -114,13 +135,14 @@ def plan_reads(sensors: Sequence[SensorSpec]) -> list[ReadBlock]:
             by_table.setdefault(sensor.register_.table, []).append(sensor)
     for table, members in sorted(by_table.items()):
         members.sort(key=lambda s: s.register_.address)  # type: ignore[union-attr]
+        limit = MAX_READ_BITS if table in BIT_TABLES else MAX_READ
         current: list[SensorSpec] = []
         start = end = 0
         for sensor in members:
             reg = sensor.register_
             assert reg is not None
-            stop = reg.address + register_count(reg.type)
-            if current and reg.address - end <= MAX_GAP and stop - start <= MAX_READ:
+            stop = reg.address + width(reg)
+            if current and reg.address - end <= MAX_GAP and stop - start <= limit:
                 current.append(sensor)
                 end = max(end, stop)
                 continue
@@ -132,14 +154,24 @@ def plan_reads(sensors: Sequence[SensorSpec]) -> list[ReadBlock]:
     return blocks
 
 
-def decode_block(block: ReadBlock, registers: Sequence[int]) -> dict[str, float]:
-    """Scaled values of the block's sensors from the registers the read returned."""
+def decode_block(block: ReadBlock, words: Sequence[int] | Sequence[bool]) -> dict[str, float]:
+    """Scaled values of the block's sensors from the registers or bits the read returned.
+
+    A bit read answers in whole bytes (pymodbus pads ``bits`` to a multiple of 8): only the
+    first ``block.count`` are the device's answer, the rest are filler.
+    """
+    if len(words) < block.count:
+        raise ValueError(f"asked for {block.count} values at {block.start}, got {len(words)}")
+    words = words[: block.count]
     values: dict[str, float] = {}
     for sensor in block.sensors:
         reg = sensor.register_
         assert reg is not None
         offset = reg.address - block.start
-        raw = decode(registers[offset : offset + register_count(reg.type)], reg.type, reg.order)
+        if block.bits:
+            raw: int | float = 1 if words[offset] else 0
+        else:
+            raw = decode(words[offset : offset + width(reg)], reg.type, reg.order)
         values[sensor.sensor_id] = scaled(raw, reg.scale, reg.offset)
     return values
 
@@ -221,18 +253,16 @@ class ModbusPoller:
         return readings
 
     async def _read(self, client: Any, block: ReadBlock) -> dict[str, float]:
-        unit = self.settings.unit_id
-        if block.table == "input":
-            response = await client.read_input_registers(
-                block.start, count=block.count, device_id=unit
-            )
-        else:
-            response = await client.read_holding_registers(
-                block.start, count=block.count, device_id=unit
-            )
+        read = {
+            "holding": client.read_holding_registers,
+            "input": client.read_input_registers,
+            "coil": client.read_coils,
+            "discrete": client.read_discrete_inputs,
+        }[block.table]
+        response = await read(block.start, count=block.count, device_id=self.settings.unit_id)
         if response.isError():
             raise RuntimeError(f"device answered with an exception: {response}")
-        return decode_block(block, response.registers)
+        return decode_block(block, response.bits if block.bits else response.registers)
 
     def _reading(self, sensor: SensorSpec, ts: datetime, value: float | None) -> Reading:
         quality = "bad"

@@ -143,13 +143,19 @@ def mqtt_messages(
 
 
 class ModbusSimServer:
-    """A pymodbus TCP server whose registers follow the device's simulated values."""
+    """A pymodbus TCP server whose registers and bits follow the device's simulated values.
+
+    A coil or discrete input is on when its raw value (before scale and offset) is above 0.5,
+    so ``scale: -1, offset: 1`` (a normally-closed contact) serves the inverted bit.
+    """
 
     def __init__(self, device: DeviceSpec, port: int) -> None:
         self.device = device
         self.port = port
         self.holding: dict[int, int] = {}
         self.input: dict[int, int] = {}
+        self.coils: dict[int, bool] = {}
+        self.discrete: dict[int, bool] = {}
         self._server: Any = None
 
     def set_values(self, values: dict[str, float]) -> None:
@@ -158,6 +164,10 @@ class ModbusSimServer:
             if reg is None or sensor.sensor_id not in values:
                 continue
             raw = unscaled(values[sensor.sensor_id], reg.scale, reg.offset)
+            if reg.bit:
+                bits = self.coils if reg.table == "coil" else self.discrete
+                bits[reg.address] = raw > 0.5
+                continue
             if not reg.type.startswith("float"):
                 raw = _clamp_int(raw, reg.type)
             table = self.input if reg.table == "input" else self.holding
@@ -171,6 +181,13 @@ class ModbusSimServer:
         async def action(
             fc: int, start: int, address: int, count: int, current: list, set_values: Any
         ) -> None:
+            if fc in (1, 2):  # bits live 16 to a word, bit 0 first; ``start`` counts words
+                for bit_address, on in (self.coils if fc == 1 else self.discrete).items():
+                    index, shift = divmod(bit_address, 16)
+                    if 0 <= index - start < len(current):
+                        word = current[index - start] & ~(1 << shift)
+                        current[index - start] = word | (int(on) << shift)
+                return
             source = self.input if fc == 4 else self.holding
             for index in range(count):
                 word = source.get(address + index)
@@ -178,9 +195,13 @@ class ModbusSimServer:
                     current[address + index - start] = word
 
         registers = [SimData(0, count=1024, values=0, datatype=DataType.REGISTERS)]
-        bits = [SimData(0, count=16, values=False, datatype=DataType.BITS)]
+        bits = {
+            table: [SimData(0, count=self._bit_count(table), values=False, datatype=DataType.BITS)]
+            for table in ("coil", "discrete")
+        }
+        tables = (bits["coil"], bits["discrete"], registers, list(registers))
         unit = self.device.modbus.unit_id if self.device.modbus else 1
-        sim = SimDevice(id=unit, simdata=(bits, bits, registers, list(registers)), action=action)
+        sim = SimDevice(id=unit, simdata=tables, action=action)
         self._server = ModbusTcpServer(sim, address=("127.0.0.1", self.port))
         await self._server.listen()
         self.port = self._server.transport.sockets[0].getsockname()[1]
@@ -190,6 +211,15 @@ class ModbusSimServer:
         if self._server is not None:
             await self._server.shutdown()
             self._server = None
+
+    def _bit_count(self, table: str) -> int:
+        """Bits to serve: up to the highest declared address, whole words of 16."""
+        addresses = [
+            s.register_.address
+            for s in self.device.sensors
+            if s.register_ is not None and s.register_.table == table
+        ]
+        return 16 * (max(addresses, default=0) // 16 + 1)
 
 
 class OpcuaSimServer:
