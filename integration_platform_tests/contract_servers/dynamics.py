@@ -11,6 +11,9 @@ refused), ``@odata.nextLink`` with an opaque ``$skiptoken``; formatted values as
 page carrying ``@odata.deltaLink`` (``$deltatoken``), a delta read answering changed rows and
 ``$deletedEntity`` rows, and refusing ``$filter``/``$orderby`` as Dataverse does; ``@odata.etag``
 on every row and ``If-Match`` on PATCH (412 when stale, ``If-Match: *`` to forbid an upsert);
+lookups written as ``<lookup>@odata.bind: /<entity set>(<id>)`` and read back as
+``_<lookup>_value``; a create may name the row's id, and a second create with that id is
+refused (``0x80040237``, duplicate key; the HTTP status, 412 here, is not confirmed);
 OAuth2 client credentials from a token endpoint on the same server (a stand-in for Entra ID).
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -189,6 +193,25 @@ def dataverse_booking_setup(pm: Mapping[str, Any], *, changed: datetime | None =
         "createdon": v4_date(changed_at - timedelta(days=60)),
         "modifiedon": v4_date(changed_at),
     }
+
+
+_BIND = re.compile(r"^(?:.*/)?(?P<set>\w+)\((?P<id>[0-9a-fA-F-]{36})\)$")
+
+
+def bind_lookups(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """A write's lookups set as Dataverse takes them, ``<lookup>@odata.bind`` =
+    ``/<entity set>(<guid>)``, stored as the ``_<lookup>_value`` column reads return."""
+    out: dict[str, Any] = {}
+    for name, value in payload.items():
+        lookup, _, annotation = name.partition("@")
+        if annotation != "odata.bind":
+            out[name] = value
+            continue
+        match = _BIND.match(str(value or ""))
+        if match is None:
+            raise BadQuery(f"Invalid value {value!r} for {name}: expected /<entity set>(<id>)")
+        out[f"_{lookup}_value"] = match["id"].lower()
+    return out
 
 
 def _formatted_modified(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -470,6 +493,13 @@ class DynamicsContractServer(VendorContractServer):
             return self.error(400, "The request body is not valid JSON")
         now = v4_date(now_utc())
         record_id = payload.get(table.key) or str(uuid.uuid4())
+        if self.store.get(table.entity, record_id) is not None:
+            body = {"error": {"code": "0x80040237", "message": "Cannot insert duplicate key."}}
+            return JSONResponse(body, status_code=412)
+        try:
+            payload = bind_lookups(payload)
+        except BadQuery as exc:
+            return self.error(400, str(exc))
         number = len(self.store.all(table.entity, deleted=True)) + 1001
         defaults = table.defaults(number) if table.defaults else {}
         record = {
@@ -511,6 +541,10 @@ class DynamicsContractServer(VendorContractServer):
             changes = await request.json()
         except ValueError:
             return self.error(400, "The request body is not valid JSON")
+        try:
+            changes = bind_lookups(changes)
+        except BadQuery as exc:
+            return self.error(400, str(exc))
         merged = {k: v for k, v in record.items() if not k.startswith("_") or k.endswith("_value")}
         merged.update(changes)
         merged[table.key] = record_id

@@ -1,5 +1,6 @@
 """The slice of OData query syntax the SAP and Dataverse contract servers understand:
-``$filter`` comparisons joined by ``and``, ``$orderby``, ``$select``, and V2/V4 literals."""
+``$filter`` comparisons and ``startswith`` joined by ``and``, ``$orderby``, ``$select``, and
+V2/V4 literals."""
 
 from __future__ import annotations
 
@@ -14,6 +15,11 @@ _CLAUSE = re.compile(
     r"""\s*(?P<field>[A-Za-z_]\w*)\s+(?P<op>eq|ne|ge|gt|le|lt)\s+
         (?P<value>datetimeoffset'[^']*'|datetime'[^']*'|'(?:[^']|'')*'|[-+:.\w]+)\s*""",
     re.VERBOSE,
+)
+# startswith(Field,'text'), as V4 writes it; V2 compares the result: ... eq true.
+_STARTSWITH = re.compile(
+    r"\s*startswith\(\s*(?P<field>[A-Za-z_]\w*)\s*,\s*(?P<value>'(?:[^']|'')*')\s*\)"
+    r"(?:\s+eq\s+true)?\s*"
 )
 V2_DATE = re.compile(r"^/Date\((-?\d+)(?:[+-]\d{4})?\)/$")
 
@@ -65,6 +71,10 @@ def parse_filter(text: str, *, v2: bool) -> Callable[[Mapping[str, Any]], bool]:
     a bare ISO date-time there is refused as SAP Gateway does."""
     clauses = []
     for part in re.split(r"\s+and\s+", text.strip()):
+        prefix = _STARTSWITH.fullmatch(part)
+        if prefix is not None:
+            clauses.append((prefix["field"], "startswith", literal(prefix["value"])))
+            continue
         match = _CLAUSE.fullmatch(part)
         if match is None:
             raise BadQuery(f"Invalid filter expression near {part!r}")
@@ -75,6 +85,10 @@ def parse_filter(text: str, *, v2: bool) -> Callable[[Mapping[str, Any]], bool]:
 
     def predicate(record: Mapping[str, Any]) -> bool:
         for name, op, value in clauses:
+            if op == "startswith":
+                if not str(record.get(name) or "").startswith(value):
+                    return False
+                continue
             current = comparable(record.get(name))
             if current is None:
                 return False

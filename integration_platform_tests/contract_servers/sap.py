@@ -6,6 +6,8 @@ Follows SAP Gateway's published behaviour: OData V2 under ``/sap/opu/odata/sap/<
 ``/Date(ms)/``, typed literals ``datetimeoffset'...'`` in ``$filter``) and V4 under
 ``/sap/opu/odata4/sap/<service>/srvd/sap/<service>/0001/`` (``value[]``, ``@odata.nextLink``,
 ``Prefer: odata.maxpagesize``, ``@odata.etag``). The server chooses the V2 page size.
+``$filter`` takes comparisons and ``startswith(Property,'text')`` (V2 also as
+``startswith(...) eq true``).
 Writes need a CSRF token fetched with ``X-CSRF-Token: Fetch`` and the session cookies set by
 that fetch; a write without them gets ``403`` with ``x-csrf-token: Required``. Maintenance
 orders are created and updated; equipment time segments are updated, addressed by their

@@ -269,6 +269,36 @@ class FiixConnector(RestConnector):
             self.maintenance_schedules_stream(), since=since, page_size=page_size or self.page_size
         )
 
+    def find_work_orders(self, *, where: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Work orders whose fields equal ``where`` (``{"strCode": "CB7QK2M4XA"}``), oldest
+        id first: a ``FindRequest`` with one ``<field> = ?`` filter per field, so a lookup
+        by code or id reads only the matches."""
+        body: dict[str, Any] = {
+            "_maCn": "FindRequest",
+            "clientVersion": CLIENT_VERSION,
+            "className": "WorkOrder",
+            "fields": ", ".join(WORK_ORDER_FIELDS),
+            "filters": [
+                {"ql": f"{name} = ?", "parameters": [value]} for name, value in where.items()
+            ],
+        }
+        if self.order_by is not None:
+            body["orderBy"] = "id"
+        paginator = FiixFind(
+            limit_field=self.max_objects_field, offset_field=self.start_index_field
+        )
+        found: list[dict[str, Any]] = []
+        for records, _ in self.client.paginate(
+            self.api_path,
+            paginator=paginator,
+            params={"service": "cmms"},
+            page_size=self.page_size,
+            method="POST",
+            json=body,
+        ):
+            found += [{k: v for k, v in r.items() if k != "_maCn"} for r in records]
+        return sorted(found, key=lambda r: int(r.get("id") or 0))
+
     def create_work_order(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """``AddRequest`` for a work order; Fiix's stored object (with its id) comes back."""
         body = {

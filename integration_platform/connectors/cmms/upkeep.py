@@ -33,7 +33,8 @@ from typing_extensions import override
 from integration_platform.connectors.auth import Auth, SessionTokenAuth
 from integration_platform.connectors.base import Page, resolve_secret
 from integration_platform.connectors.cursor import Cursor
-from integration_platform.connectors.errors import ConnectorError
+from integration_platform.connectors.errors import ConnectorError, NotFound
+from integration_platform.connectors.pagination import build_paginator
 from integration_platform.connectors.rest import RestConnector, RestStream
 
 WORK_ORDER_FIELDS = (
@@ -197,6 +198,31 @@ class UpKeepConnector(RestConnector):
         return self.read_stream(
             self.maintenance_schedules_stream(), since=since, page_size=page_size or self.page_size
         )
+
+    def find_work_orders(self, *, title_prefix: str) -> list[dict[str, Any]]:
+        """Work orders whose title starts with ``title_prefix``, oldest first.
+
+        UpKeep's list filters are not confirmed, so the whole list is paged (without
+        ``extra_params``, which could hide the match) and filtered here.
+        """
+        stream = self.work_orders_stream()
+        paginator = build_paginator(str(stream.paginator), **stream.paginator_options)
+        found: list[dict[str, Any]] = []
+        for records, _ in self.client.paginate(
+            stream.path, paginator=paginator, page_size=self.page_size
+        ):
+            found += [r for r in records if str(r.get("title") or "").startswith(title_prefix)]
+        return sorted(found, key=lambda r: (str(r.get("createdAt") or ""), str(r.get("id"))))
+
+    def get_work_order(self, work_order_id: str) -> dict[str, Any] | None:
+        """One work order (``GET /work-orders/{id}``); None when UpKeep does not know it."""
+        try:
+            response = self.client.request(
+                "GET", f"/work-orders/{work_order_id}", record_id=work_order_id
+            )
+        except NotFound:
+            return None
+        return self._result(response, work_order_id)
 
     def create_work_order(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """Create a work order (``title`` is required); UpKeep's stored record comes back."""

@@ -42,6 +42,7 @@ from typing_extensions import override
 from integration_platform.connectors.auth import Auth, OAuth2ClientCredentials, dig
 from integration_platform.connectors.base import Page, records_to_frame, resolve_secret
 from integration_platform.connectors.cursor import Cursor
+from integration_platform.connectors.errors import NotFound
 from integration_platform.connectors.pagination import ODataV4Next
 from integration_platform.connectors.rest import RestConnector, RestStream
 
@@ -293,8 +294,26 @@ class DynamicsConnector(RestConnector):
                 frame = records_to_frame(records, stream.fields)
                 yield Page(frame=frame, cursor=cursor, number=number, url=url)
 
+    def get_work_order(self, work_order_id: str) -> dict[str, Any] | None:
+        """The work order with this id (GUID), with its ``@odata.etag``; None when Dataverse
+        has no such row."""
+        stream = self.work_orders_stream()
+        try:
+            response = self.client.request(
+                "GET",
+                f"{stream.path}({work_order_id})",
+                params={"$select": ",".join(stream.fields)},
+                record_id=work_order_id,
+            )
+        except NotFound:
+            return None
+        body = self.client.json(response, record_id=work_order_id)
+        return dict(body) if isinstance(body, Mapping) else None
+
     def create_work_order(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        """Create a work order; the stored row (id, ``@odata.etag``) comes back."""
+        """Create a work order; the stored row (id, ``@odata.etag``) comes back. A record
+        that names its id (``msdyn_workorderid``) is created with it, and Dataverse refuses
+        a second create with the same id."""
         return self._create(self.work_orders_stream(), record)
 
     def update_work_order(

@@ -43,7 +43,8 @@ from integration_platform.connectors.auth import (
 )
 from integration_platform.connectors.base import Page, resolve_secret
 from integration_platform.connectors.cursor import Cursor
-from integration_platform.connectors.pagination import ODataV2Next
+from integration_platform.connectors.errors import NotFound
+from integration_platform.connectors.pagination import ODataV2Next, build_paginator
 from integration_platform.connectors.rest import RestConnector, RestStream
 
 SERVICES: dict[str, dict[str, str]] = {
@@ -367,6 +368,44 @@ class SapConnector(RestConnector):
         return self.read_stream(
             self.maintenance_plans_stream(), since=since, page_size=page_size or self.page_size
         )
+
+    def find_work_orders(self, *, description_prefix: str) -> list[dict[str, Any]]:
+        """Maintenance orders whose description starts with ``description_prefix``, by
+        number: ``$filter=startswith(MaintenanceOrderDesc,'...')`` (V2 adds ``eq true``),
+        so only the matches are read."""
+        stream = self.work_orders_stream()
+        text = description_prefix.replace("'", "''")
+        clause = f"startswith(MaintenanceOrderDesc,'{text}')"
+        params: dict[str, Any] = {
+            "$select": ",".join(stream.fields),
+            "$filter": f"{clause} eq true" if self.odata_version == "v2" else clause,
+            "$orderby": "MaintenanceOrder asc",
+        }
+        if self.odata_version == "v2":
+            params["$format"] = "json"
+        paginator = build_paginator(f"odata_{self.odata_version}")
+        found: list[dict[str, Any]] = []
+        for records, _ in self.client.paginate(
+            stream.path, paginator=paginator, params=params, page_size=self.page_size
+        ):
+            found += records
+        return found
+
+    def get_work_order(self, order: str) -> dict[str, Any] | None:
+        """Maintenance order ``order`` as SAP has it now; None when SAP does not know it."""
+        params: dict[str, Any] = {"$select": ",".join(MAINTENANCE_ORDER_FIELDS)}
+        if self.odata_version == "v2":
+            params["$format"] = "json"
+        try:
+            response = self.client.request(
+                "GET",
+                f"{self.work_orders_stream().path}('{order}')",
+                params=params,
+                record_id=order,
+            )
+        except NotFound:
+            return None
+        return self._entity(self.client.json(response, record_id=order))
 
     def create_work_order(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """Create a maintenance order; SAP's stored order (with its number) comes back."""

@@ -2,10 +2,24 @@
 
 Set ``CBM_CMMS_CONNECTION`` to the name of a connection declared in a ``ConnectionComponent``
 ``defs.yaml`` (for example ``maximo`` from ``connectors/examples/maximo/defs.yaml`` copied under
-``defs/``); ``CBM_CMMS_CONNECTIONS_FILE`` names that file when it is not under ``defs/``, and
-``CBM_CMMS_SITE_ID`` the Maximo site (else the connection's first ``site_ids``). Unset, work
-orders go to the state DB's ``cbm_work_orders`` outbox, so the embedded platform runs the
-whole loop without a CMMS. Everything is read when a tick needs it, never at import.
+``defs/``); ``CBM_CMMS_CONNECTIONS_FILE`` names that file when it is not under ``defs/``.
+Connections of type maximo, fiix, upkeep, sap and dynamics take work orders (``GATEWAYS`` in
+``streams/cbm.py``); any other type is refused with the list. Unset, work orders go to the
+state DB's ``cbm_work_orders`` outbox, so the embedded platform runs the whole loop without a
+CMMS.
+
+Where and how they are opened, in the vendor's own codes (each unset: the gateway's default):
+
+- ``CBM_CMMS_SITE_ID``: Maximo site (else the connection's first ``site_ids``), Fiix site id
+  (required), UpKeep location id, SAP planning plant, Dynamics service account (GUID);
+- ``CBM_CMMS_WORK_TYPE``: Maximo worktype (CM), Fiix maintenance type id (2), UpKeep
+  category, SAP order type (PM01), Dynamics work order type (GUID);
+- ``CBM_CMMS_PRIORITY``: Maximo wopriority (1), Fiix priority id (1), UpKeep priority (3),
+  SAP priority (1), Dynamics priority (GUID);
+- ``CBM_CMMS_DONE_STATUSES``: comma-separated status codes that mean the work is done, for
+  tenants whose codes differ from the defaults (Fiix status ids).
+
+Everything is read when a tick needs it, never at import.
 """
 
 from __future__ import annotations
@@ -22,6 +36,16 @@ from integration_platform.settings import ConfigError
 CONNECTION_VAR = "CBM_CMMS_CONNECTION"
 CONNECTIONS_FILE_VAR = "CBM_CMMS_CONNECTIONS_FILE"
 SITE_VAR = "CBM_CMMS_SITE_ID"
+WORK_TYPE_VAR = "CBM_CMMS_WORK_TYPE"
+PRIORITY_VAR = "CBM_CMMS_PRIORITY"
+DONE_VAR = "CBM_CMMS_DONE_STATUSES"
+# The variable behind each gateway setting, named in errors.
+SETTING_VARS = {
+    "site_id": SITE_VAR,
+    "work_type": WORK_TYPE_VAR,
+    "priority": PRIORITY_VAR,
+    "done_statuses": DONE_VAR,
+}
 DEFS_DIR = Path(__file__).resolve().parents[1]
 CONNECTION_COMPONENT = "integration_platform.components.ConnectionComponent"
 
@@ -36,8 +60,26 @@ class CbmCmms(dg.ConfigurableResource):
         default=None,
         description=f"defs.yaml declaring it; unset: {CONNECTIONS_FILE_VAR}, else search defs/.",
     )
-    site_id: str | None = Field(default=None, description=f"Maximo site; unset: {SITE_VAR}.")
-    work_type: str = Field(default="CM", description="Maximo worktype of the work orders.")
+    site_id: str | None = Field(
+        default=None,
+        description="Maximo site, Fiix site id, UpKeep location, SAP planning plant or Dynamics "
+        f"service account; unset: {SITE_VAR}.",
+    )
+    work_type: str | None = Field(
+        default=None,
+        description="Maximo worktype, Fiix maintenance type id, UpKeep category, SAP order type "
+        f"or Dynamics work order type; unset: {WORK_TYPE_VAR}, else the CMMS's default.",
+    )
+    priority: str | None = Field(
+        default=None,
+        description=f"The CMMS's priority code (Dynamics: its id); unset: {PRIORITY_VAR}, else "
+        "the highest.",
+    )
+    done_statuses: list[str] | None = Field(
+        default=None,
+        description=f"Status codes of finished work; unset: {DONE_VAR} (comma-separated), else "
+        "the CMMS's defaults.",
+    )
     claim_lease_seconds: float = Field(
         default=300.0, ge=0, description="How long a claim blocks others (a crashed tick)."
     )
@@ -48,26 +90,35 @@ class CbmCmms(dg.ConfigurableResource):
         return (name or "").strip() or None
 
     def gateway(self, state_engine: Any) -> Any:
-        """The work-order gateway: Maximo through its connection, else the outbox."""
-        from integration_platform.streams.cbm import MaximoGateway, OutboxGateway
+        """The work-order gateway of the named connection's system, else the outbox."""
+        from integration_platform.streams.cbm import GATEWAYS, GatewaySettingError, OutboxGateway
 
         name = self.connection_name()
         if name is None:
             return OutboxGateway(state_engine)
         connector = self._connector(name)
         system = getattr(connector, "system", None)
-        if system != "maximo":
+        gateway = GATEWAYS.get(str(system))
+        if gateway is None:
             raise ConfigError(
-                f"{CONNECTION_VAR}={name!r} is a {system!r} connection; condition-based work "
-                "orders are supported for maximo connections (or unset it for the outbox)"
+                f"{CONNECTION_VAR}={name!r} is a {system!r} connection, which cannot take "
+                "condition-based work orders; name a connection of type "
+                f"{', '.join(sorted(GATEWAYS))} (or unset it for the outbox)"
             )
-        site = self.site_id or os.environ.get(SITE_VAR) or next(iter(connector.site_ids), None)
-        if not site:
-            raise ConfigError(
-                f"connection {name!r}: set {SITE_VAR} (or options.site_ids) to the Maximo site "
-                "condition-based work orders are opened in"
+        done = self.done_statuses
+        if done is None and os.environ.get(DONE_VAR, "").strip():
+            done = [code.strip() for code in os.environ[DONE_VAR].split(",") if code.strip()]
+        try:
+            return gateway(
+                connector,
+                site_id=self.site_id or os.environ.get(SITE_VAR),
+                work_type=self.work_type or os.environ.get(WORK_TYPE_VAR),
+                priority=self.priority or os.environ.get(PRIORITY_VAR),
+                done_statuses=done,
             )
-        return MaximoGateway(connector, site_id=site, work_type=self.work_type)
+        except GatewaySettingError as exc:
+            variable = SETTING_VARS.get(exc.setting, exc.setting)
+            raise ConfigError(f"connection {name!r} ({system}): set {variable} to {exc}") from None
 
     def _connector(self, name: str) -> Any:
         from integration_platform.components.connection import ConnectionComponent, resource_key
