@@ -1,5 +1,6 @@
-"""Helpers for the stream tests: an independent Delta reader, MQTT helpers, unique names, and
-collectors run against in-process protocol peers (free ports, waiting, start and stop).
+"""Helpers for the stream tests: an independent Delta reader, MQTT helpers, unique names,
+numbered readings, and collectors run against in-process protocol peers (free ports, waiting,
+start and stop).
 
 The reader replays ``_delta_log`` itself and reads the data files with pyarrow, so a table is
 checked without deltalake (the library that wrote it).
@@ -15,13 +16,15 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from integration_platform.streams.readings import Reading
 
 if TYPE_CHECKING:
     from integration_platform.streams.collector import Collector
@@ -157,6 +160,30 @@ def running_collector(tmp_path: Path, devices: Path, client_id: str) -> Iterator
     finally:
         stop.set()
         thread.join(30)
+
+
+def numbered_reading(
+    i: int,
+    *,
+    start: datetime,
+    ingested_at: datetime,
+    sensor: str = "s1",
+    value: float | None = None,
+) -> Reading:
+    """Reading ``i`` of temperature sensor ``sensor`` on ``dev-1``, received over MQTT: taken
+    ``i`` seconds after ``start`` and valued ``i + 0.5`` unless ``value`` is given."""
+    return Reading(
+        device_id="dev-1",
+        sensor_id=sensor,
+        sensor_type="temperature",
+        ts=start + timedelta(seconds=i),
+        value=float(i) + 0.5 if value is None else value,
+        unit="degC",
+        quality="good",
+        source_protocol="mqtt",
+        ingested_at=ingested_at,
+        origin=f"plant/s1/dev-1/{sensor}",
+    )
 
 
 def row_keys(table: pa.Table) -> list[tuple[str, str, str, float]]:

@@ -1,24 +1,34 @@
-"""The example sync (``sync/examples/maximo_plant_db``) against real systems, for the
-component, job and CLI tests: the Maximo contract server and a ``plant_work_orders`` table on
-the real PostgreSQL, with the state database there too and a temporary lake.
+"""What the sync tests against real systems share.
 
-The example's declaration is copied unchanged except for what a test needs: fast connector
-retries and retry delays, so a test exercises the file a user copies.
+:class:`SyncRig` is the example sync (``sync/examples/maximo_plant_db``) for the component, job
+and CLI tests: the Maximo contract server and a ``plant_work_orders`` table on the real
+PostgreSQL, with the state database there too and a temporary lake. The example's declaration
+is copied unchanged except for what a test needs: fast connector retries and retry delays, so a
+test exercises the file a user copies.
+
+The functions below are the pieces the two-system tests (Maximo or Dataverse against plant
+tables) build their syncs and their failures from: the usual Maximo and plant-table sides, a
+connector to the Maximo contract server, a first run that must settle, and an adapter whose
+second create fails.
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import sqlalchemy as sa
 import yaml
 
+from integration_platform.connectors.cmms.maximo import MaximoConnector
 from integration_platform.lake import DeltaLake
 from integration_platform.state import StateDatabase, dispose_engines
+from integration_platform.sync import FieldMap, SideSpec, SyncEngine
+from integration_platform.sync.adapters.base import SyncAdapter
 from integration_platform_tests.contract_servers import seed
 from integration_platform_tests.contract_servers.harness import FAST_RETRIES
 from integration_platform_tests.contract_servers.maximo import MaximoContractServer, rest_id
@@ -31,6 +41,8 @@ JOB = f"sync_{SYNC}_job"
 OP = f"sync_{SYNC}"
 SQL_COLUMNS = ("wonum", "title", "status", "priority", "labor_hours", "cost_amount", "assigned_to")
 MAXIMO_FIELDS = ("description", "status", "wopriority", "actlabhrs", "acttotalcost", "lead")
+
+AdapterT = TypeVar("AdapterT", bound=SyncAdapter)
 
 
 class SyncRig:
@@ -130,3 +142,69 @@ class SyncRig:
         self.server.stop()
         self.sql.dispose()
         dispose_engines()
+
+
+# -- pieces of the two-system sync tests -----------------------------------------------------
+
+
+def maximo_side(number_field: str, fields: Mapping[str, str | FieldMap]) -> SideSpec:
+    """A Maximo object structure as a sync side: a record by site and number (the number is
+    also its ``external_id``), its version by ``_rowstamp``, its changes by ``changedate``."""
+    return SideSpec(
+        system="maximo",
+        connection="maximo",
+        key_field=("siteid", number_field),
+        version_field="_rowstamp",
+        modified_field="changedate",
+        fields={"external_id": number_field, **fields},
+    )
+
+
+def plant_side(fields: Iterable[str], *, number_column: str | None = None) -> SideSpec:
+    """A plant-database table as a sync side: a row by its serial ``id``, its changes by
+    ``updated_at``, each canonical field in a column of its name; the record's number (its
+    ``external_id``), where it has one, in ``number_column``."""
+    numbered = {} if number_column is None else {"external_id": number_column}
+    return SideSpec(
+        system="plant_db",
+        connection="plant_sql",
+        key_field="id",
+        modified_field="updated_at",
+        fields={**numbered, **{name: name for name in fields}},
+    )
+
+
+def maximo_connector(server: MaximoContractServer) -> MaximoConnector:
+    """The contract server's BEDFORD site, updates sent with the ``_rowstamp`` read as
+    ``If-Match`` (a record changed meanwhile is refused), retries fast."""
+    return MaximoConnector(
+        base_url=server.base_url,
+        api_key=server.api_keys[0],
+        site_ids=["BEDFORD"],
+        conditional_updates=True,
+        **FAST_RETRIES,
+    )
+
+
+def first_run(engine: SyncEngine) -> SyncEngine:
+    """Run the sync once, which must succeed, then again, which must find nothing to apply."""
+    report = engine.run()
+    assert report.status == "succeeded", report.cause
+    assert engine.run().counts["applied"] == 0
+    return engine
+
+
+def failing_second_create(adapter: type[AdapterT], server: Any) -> type[AdapterT]:
+    """``adapter`` whose second create meets a 503 from its contract ``server``: a create is
+    never retried, so the run fails with some of its writes made."""
+
+    class FailSecondCreate(adapter):
+        creates = 0
+
+        def create(self, values: Any) -> Any:
+            FailSecondCreate.creates += 1
+            if FailSecondCreate.creates == 2:
+                server.fail_next(1, status=503)
+            return super().create(values)
+
+    return FailSecondCreate

@@ -14,10 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from integration_platform.connectors.cursor import Cursor
 from integration_platform_tests.contract_servers.asset_harnesses import (
     ASSET_HARNESSES,
     CREATED_TEXT,
@@ -25,8 +23,9 @@ from integration_platform_tests.contract_servers.asset_harnesses import (
     AssetContract,
     build,
 )
+from integration_platform_tests.contract_servers.entity_harnesses import read_all
 
-PAGE = 4
+PAGE = 4  # records per page of the asset reads
 
 
 @pytest.fixture(params=ASSET_HARNESSES)
@@ -36,34 +35,16 @@ def assets(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AssetCont
     built.close()
 
 
-def read_all(
-    assets: AssetContract, connector: object, *, since: Cursor | None = None
-) -> tuple[list[str], pd.DataFrame, Cursor | None]:
-    """Asset numbers in read order, the rows, and the final cursor (through its JSON form)."""
-    numbers: list[str] = []
-    frames = []
-    cursor = since
-    for page in assets.read(connector, since=since, page_size=PAGE):
-        assert len(page.frame) > 0
-        numbers += assets.numbers(page)
-        frames.append(page.frame)
-        cursor = page.cursor
-    if cursor is not None:
-        cursor = Cursor.from_json(cursor.to_json())
-    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return numbers, rows, cursor
-
-
 def test_an_update_is_read_back_alone_on_the_next_incremental_read(
     assets: AssetContract,
 ) -> None:
     if not assets.writes:
         pytest.skip(f"{assets.name}: assets are read-only")
     connector = assets.connector()
-    numbers, rows, cursor = read_all(assets, connector)
+    numbers, rows, cursor = read_all(assets, connector, page_size=PAGE)
     row = rows.iloc[numbers.index(UPDATED_ASSET)].to_dict()
     expected = assets.update(connector, row)
-    changed, changed_rows, _ = read_all(assets, connector, since=cursor)
+    changed, changed_rows, _ = read_all(assets, connector, since=cursor, page_size=PAGE)
     assert changed == [UPDATED_ASSET]
     assert changed_rows[assets.text_column].tolist() == [expected]
 
@@ -74,9 +55,9 @@ def test_a_created_asset_is_read_back_alone_on_the_next_incremental_read(
     if not assets.creates:
         pytest.skip(f"{assets.name}: assets are created in the system itself")
     connector = assets.connector()
-    _, _, cursor = read_all(assets, connector)
+    _, _, cursor = read_all(assets, connector, page_size=PAGE)
     number = assets.create(connector, CREATED_TEXT)
-    created, rows, after = read_all(assets, connector, since=cursor)
+    created, rows, after = read_all(assets, connector, since=cursor, page_size=PAGE)
     assert created == [number]
     assert rows[assets.text_column].tolist() == [CREATED_TEXT]
-    assert read_all(assets, connector, since=after)[0] == []
+    assert read_all(assets, connector, since=after, page_size=PAGE)[0] == []

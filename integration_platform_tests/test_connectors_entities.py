@@ -27,14 +27,17 @@ from integration_platform.connectors.cursor import Cursor
 from integration_platform.connectors.errors import AuthenticationError, ServerError
 from integration_platform.lake import DeltaLake
 from integration_platform_tests.contract_servers import asset_harnesses, schedule_harnesses
-from integration_platform_tests.contract_servers.entity_harnesses import EntityContract
+from integration_platform_tests.contract_servers.entity_harnesses import (
+    PAGE,
+    EntityContract,
+    read_all,
+)
 from integration_platform_tests.contract_servers.vendor_harnesses import (
     DynamicsHarness,
     SapHarness,
     UpKeepHarness,
 )
 
-PAGE = 3
 # What a connection of each type may list beyond work orders.
 ENTITIES = {
     "sap": ["equipment", "maintenance_schedules"],
@@ -65,24 +68,6 @@ def contract(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EntityC
     built = build(request.param, tmp_path)
     yield built
     built.close()
-
-
-def read_all(
-    contract: EntityContract, connector: object, *, since: Cursor | None = None
-) -> tuple[list[str], pd.DataFrame, Cursor | None]:
-    """Numbers in read order, the rows, and the final cursor (through its JSON form)."""
-    numbers: list[str] = []
-    frames = []
-    cursor = since
-    for page in contract.read(connector, since=since, page_size=PAGE):
-        assert len(page.frame) > 0
-        numbers += contract.numbers(page)
-        frames.append(page.frame)
-        cursor = page.cursor
-    if cursor is not None:
-        cursor = Cursor.from_json(cursor.to_json())
-    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return numbers, rows, cursor
 
 
 def test_every_record_is_read_once_and_nothing_after_the_cursor(

@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from integration_platform.connectors.cursor import Cursor
+from integration_platform_tests.contract_servers.entity_harnesses import read_all
 from integration_platform_tests.contract_servers.schedule_harnesses import (
     CHANGED_PM,
     CHANGED_TEXT,
@@ -32,20 +31,6 @@ def schedules(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Schedu
     built.close()
 
 
-def read_all(
-    schedules: ScheduleContract, connector: object, *, since: Cursor | None = None
-) -> tuple[list[str], pd.DataFrame, Cursor | None]:
-    numbers: list[str] = []
-    frames = []
-    cursor = since
-    for page in schedules.read(connector, since=since, page_size=3):
-        numbers += schedules.numbers(page)
-        frames.append(page.frame)
-        cursor = page.cursor
-    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return numbers, rows, cursor
-
-
 def test_a_schedule_changed_in_the_source_is_read_back_alone(
     schedules: ScheduleContract,
 ) -> None:
@@ -53,7 +38,7 @@ def test_a_schedule_changed_in_the_source_is_read_back_alone(
     _, _, cursor = read_all(schedules, connector)
     assert cursor is not None
     schedules.change(CHANGED_PM, CHANGED_TEXT)
-    changed, rows, after = read_all(schedules, connector, since=Cursor.from_json(cursor.to_json()))
+    changed, rows, after = read_all(schedules, connector, since=cursor)
     assert changed == [CHANGED_PM]
     assert rows[schedules.text_column].tolist() == [CHANGED_TEXT]
     assert read_all(schedules, connector, since=after)[0] == []

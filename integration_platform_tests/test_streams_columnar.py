@@ -13,7 +13,8 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -25,7 +26,12 @@ from integration_platform.streams.mqtt import MalformedPayload, Router, parse_gr
 from integration_platform.streams.readings import Reading, ReadingColumns, to_us
 from integration_platform.streams.spool import Spool, spool_path
 from integration_platform.streams.writer import DeltaWriter
-from integration_platform_tests.streams_helpers import read_delta_independently, row_keys, wait_for
+from integration_platform_tests.streams_helpers import (
+    numbered_reading,
+    read_delta_independently,
+    row_keys,
+    wait_for,
+)
 
 T0 = datetime(2026, 6, 1, 6, 0, tzinfo=UTC)
 BASE_MS = int(T0.timestamp() * 1000)
@@ -226,19 +232,8 @@ def test_any_json_reads_as_the_reference_parser_reads_it(
 # -- columns ------------------------------------------------------------------------------
 
 
-def reading(i: int, *, sensor: str = "s1", value: float | None = None) -> Reading:
-    return Reading(
-        device_id="dev-1",
-        sensor_id=sensor,
-        sensor_type="temperature",
-        ts=T0 + timedelta(seconds=i),
-        value=float(i) + 0.5 if value is None else value,
-        unit="degC",
-        quality="good",
-        source_protocol="mqtt",
-        ingested_at=T0,
-        origin=f"plant/s1/dev-1/{sensor}",
-    )
+# Reading i of sensor s1 (or another) on dev-1: i seconds after T0, received at T0.
+reading = partial(numbered_reading, start=T0, ingested_at=T0)
 
 
 def test_arrow_columns_give_the_same_lists_runs_and_readings() -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from integration_platform.streams.devices import parse_registry
@@ -12,7 +13,11 @@ from integration_platform.streams.mqtt import parse_message, parse_message_colum
 from integration_platform.streams.readings import Reading, ReadingColumns, to_us
 from integration_platform.streams.spool import Spool, spool_path
 from integration_platform.streams.writer import DeltaWriter, split_columns
-from integration_platform_tests.streams_helpers import read_delta_independently, row_keys
+from integration_platform_tests.streams_helpers import (
+    numbered_reading,
+    read_delta_independently,
+    row_keys,
+)
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 RECEIVED = datetime(2026, 3, 1, 12, 0, 5, tzinfo=UTC)
@@ -29,19 +34,8 @@ devices:
 """
 
 
-def reading(i: int, *, sensor: str = "s1", value: float | None = None) -> Reading:
-    return Reading(
-        device_id="dev-1",
-        sensor_id=sensor,
-        sensor_type="temperature",
-        ts=T0 + timedelta(seconds=i),
-        value=float(i) + 0.5 if value is None else value,
-        unit="degC",
-        quality="good",
-        source_protocol="mqtt",
-        ingested_at=RECEIVED,
-        origin="plant/s1/dev-1/s1",
-    )
+# Reading i of sensor s1 on dev-1: i seconds after T0, received at RECEIVED.
+reading = partial(numbered_reading, start=T0, ingested_at=RECEIVED)
 
 
 def lake_rows(lake: Path) -> list[tuple]:

@@ -36,6 +36,7 @@ from integration_platform_tests.contract_servers.dynamics import TOKEN_PATH, cus
 from integration_platform_tests.contract_servers.harness import FAST_RETRIES
 from integration_platform_tests.contract_servers.odata import v4_date
 from integration_platform_tests.contract_servers.vendor_harnesses import DynamicsHarness
+from integration_platform_tests.sync_rig import failing_second_create, first_run, plant_side
 
 pytestmark = pytest.mark.postgres
 
@@ -50,13 +51,7 @@ def asset_spec() -> SyncSpec:
     return SyncSpec(
         name="plant_dataverse_assets",
         entity="asset",
-        left=SideSpec(
-            system="plant_db",
-            connection="plant_sql",
-            key_field="id",
-            modified_field="updated_at",
-            fields={"name": "name", "status": "status"},
-        ),
+        left=plant_side(("name", "status")),
         right=SideSpec(
             system="dataverse",
             connection="dynamics",
@@ -110,13 +105,6 @@ class Rig:
             self.state,
             lake=self.lake,
         )
-
-    def first_run(self) -> SyncEngine:
-        engine = self.engine()
-        report = engine.run()
-        assert report.status == "succeeded", report.cause
-        assert engine.run().counts["applied"] == 0
-        return engine
 
     # -- edits as users of each system would make them -----------------------------------------
 
@@ -179,7 +167,7 @@ def rig(tmp_path: Path, postgres_url: str) -> Iterator[Rig]:
 
 
 def test_assets_pair_by_name_and_are_created_both_ways(rig: Rig) -> None:
-    rig.first_run()
+    first_run(rig.engine())
     dataverse, plant = rig.dataverse_assets(), rig.plant()
     assert set(dataverse) == set(plant) and len(plant) == 10
     assert plant[DATAVERSE_ONLY] == "operating"
@@ -196,7 +184,7 @@ def test_assets_pair_by_name_and_are_created_both_ways(rig: Rig) -> None:
 
 
 def test_a_name_conflict_goes_to_the_later_writer_and_nothing_echoes(rig: Rig) -> None:
-    engine = rig.first_run()
+    engine = first_run(rig.engine())
     early = datetime.now(UTC) - timedelta(minutes=5)
     late = datetime.now(UTC) - timedelta(minutes=1)
     # Both renamed the chiller, to different names: the later edit (Dataverse) wins.
@@ -236,7 +224,7 @@ def test_a_name_conflict_goes_to_the_later_writer_and_nothing_echoes(rig: Rig) -
 
 
 def test_an_asset_saved_in_dataverse_during_the_run_becomes_a_conflict(rig: Rig) -> None:
-    engine = rig.first_run()
+    engine = first_run(rig.engine())
     rig.edit_sql(SEED_NAMES["12700"], name="Air handling unit AHU-3 (roof)", at=datetime.now(UTC))
 
     class Meanwhile(DynamicsAssetAdapter):
@@ -262,7 +250,7 @@ def test_an_asset_saved_in_dataverse_during_the_run_becomes_a_conflict(rig: Rig)
 
 
 def test_a_failed_write_rolls_back_and_the_created_asset_is_deactivated(rig: Rig) -> None:
-    engine = rig.first_run()
+    engine = first_run(rig.engine())
     now = datetime.now(UTC)
     for number in ("11450", "12700", "12800"):
         rig.edit_sql(SEED_NAMES[number], name=f"{SEED_NAMES[number]} (renamed)", at=now)
@@ -270,16 +258,8 @@ def test_a_failed_write_rolls_back_and_the_created_asset_is_deactivated(rig: Rig
     rig.add_sql("Dosing pump DP-1", "Dosing pump DP-2")
     before_dataverse, before_plant = rig.dataverse_assets(), rig.plant()
 
-    class FailSecondCreate(DynamicsAssetAdapter):
-        creates = 0
-
-        def create(self, values: Any) -> Any:
-            FailSecondCreate.creates += 1
-            if FailSecondCreate.creates == 2:
-                rig.server.fail_next(1, status=503)  # a create is not retried
-            return super().create(values)
-
-    report = rig.engine(FailSecondCreate(rig.dataverse.connector())).run()
+    failing = failing_second_create(DynamicsAssetAdapter, rig.server)
+    report = rig.engine(failing(rig.dataverse.connector())).run()
     assert report.status == "rolled_back" and "503" in str(report.cause)
     assert (report.cause_type, report.retryable) == ("ServerError", True)
     # Three renames and one create in Dataverse, one update in the plant's transaction.

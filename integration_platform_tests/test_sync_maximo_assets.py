@@ -19,7 +19,6 @@ from integration_platform.state import StateDatabase, dispose_engines
 from integration_platform.sync import (
     FieldMap,
     FieldPolicy,
-    SideSpec,
     Strategy,
     SyncEngine,
     SyncSpec,
@@ -30,8 +29,14 @@ from integration_platform.sync import (
 from integration_platform.sync.adapters.maximo import MaximoAssetAdapter, MaximoPmAdapter
 from integration_platform.sync.adapters.sql import SqlTableAdapter
 from integration_platform_tests.contract_servers import seed
-from integration_platform_tests.contract_servers.harness import FAST_RETRIES
 from integration_platform_tests.contract_servers.maximo import MaximoContractServer, rest_id
+from integration_platform_tests.sync_rig import (
+    failing_second_create,
+    first_run,
+    maximo_connector,
+    maximo_side,
+    plant_side,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -62,14 +67,9 @@ def asset_spec(**policies: FieldPolicy) -> SyncSpec:
     return SyncSpec(
         name="maximo_plant_assets",
         entity="asset",
-        left=SideSpec(
-            system="maximo",
-            connection="maximo",
-            key_field=("siteid", "assetnum"),
-            version_field="_rowstamp",
-            modified_field="changedate",
-            fields={
-                "external_id": "assetnum",
+        left=maximo_side(
+            "assetnum",
+            {
                 "name": "description",
                 "asset_type": FieldMap("assettype", values=ASSET_TYPES),
                 "manufacturer": "manufacturer",
@@ -78,13 +78,7 @@ def asset_spec(**policies: FieldPolicy) -> SyncSpec:
                 "criticality": FieldMap("priority", values=PRIORITIES),
             },
         ),
-        right=SideSpec(
-            system="plant_db",
-            connection="plant_sql",
-            key_field="id",
-            modified_field="updated_at",
-            fields={"external_id": "assetnum", **{name: name for name in ASSET_FIELDS}},
-        ),
+        right=plant_side(ASSET_FIELDS, number_column="assetnum"),
         fields=ASSET_FIELDS,
         match_field="external_id",
         policies={
@@ -100,14 +94,9 @@ def pm_spec() -> SyncSpec:
     return SyncSpec(
         name="maximo_plant_pms",
         entity="maintenance_schedule",
-        left=SideSpec(
-            system="maximo",
-            connection="maximo",
-            key_field=("siteid", "pmnum"),
-            version_field="_rowstamp",
-            modified_field="changedate",
-            fields={
-                "external_id": "pmnum",
+        left=maximo_side(
+            "pmnum",
+            {
                 "title": "description",
                 "status": FieldMap("status", values={"ACTIVE": "active", "INACTIVE": "paused"}),
                 "work_type": FieldMap(
@@ -122,13 +111,7 @@ def pm_spec() -> SyncSpec:
                 ),
             },
         ),
-        right=SideSpec(
-            system="plant_db",
-            connection="plant_sql",
-            key_field="id",
-            modified_field="updated_at",
-            fields={"external_id": "pmnum", **{name: name for name in PM_FIELDS}},
-        ),
+        right=plant_side(PM_FIELDS, number_column="pmnum"),
         fields=PM_FIELDS,
         match_field="external_id",
         policies={"interval_value": FieldPolicy(Strategy.MIN)},
@@ -178,13 +161,7 @@ class Plant:
         self.lake = DeltaLake(uri=str(tmp_path / "lake"))
 
     def connector(self) -> MaximoConnector:
-        return MaximoConnector(
-            base_url=self.server.base_url,
-            api_key=self.server.api_keys[0],
-            site_ids=["BEDFORD"],
-            conditional_updates=True,
-            **FAST_RETRIES,
-        )
+        return maximo_connector(self.server)
 
     def assets(self, *, maximo: Any = None, spec: SyncSpec | None = None) -> SyncEngine:
         adapter = maximo or MaximoAssetAdapter(
@@ -260,16 +237,8 @@ def plant(tmp_path: Path, postgres_url: str) -> Iterator[Plant]:
     found.close()
 
 
-def first_asset_run(plant: Plant) -> SyncEngine:
-    engine = plant.assets()
-    report = engine.run()
-    assert report.status == "succeeded", report.cause
-    assert engine.run().counts["applied"] == 0
-    return engine
-
-
 def test_assets_pair_by_number_and_are_created_both_ways(plant: Plant) -> None:
-    first_asset_run(plant)
+    first_run(plant.assets())
     maximo = plant.maximo("asset", MAXIMO_ASSET)
     rows = plant.plant("plant_assets", "assetnum", PLANT_ASSET)
     assert set(rows) == set(maximo) and len(rows) == 10  # nine from Maximo, one from here
@@ -299,7 +268,7 @@ def test_assets_pair_by_number_and_are_created_both_ways(plant: Plant) -> None:
 
 
 def test_asset_conflicts_follow_each_fields_policy_and_nothing_echoes(plant: Plant) -> None:
-    engine = first_asset_run(plant)
+    engine = first_run(plant.assets())
     early = datetime.now(UTC) - timedelta(minutes=5)
     late = datetime.now(UTC) - timedelta(minutes=1)
     # Both changed name, status and criticality of the chiller, to different values.
@@ -352,7 +321,7 @@ def test_asset_conflicts_follow_each_fields_policy_and_nothing_echoes(plant: Pla
 
 
 def test_an_asset_saved_in_maximo_during_the_run_becomes_a_conflict(plant: Plant) -> None:
-    engine = first_asset_run(plant)
+    engine = first_run(plant.assets())
     plant.edit_sql(
         "plant_assets", "assetnum", "12800", name="Cooling tower CT-1, cell A",
         at=datetime.now(UTC),
@@ -382,7 +351,7 @@ def test_an_asset_saved_in_maximo_during_the_run_becomes_a_conflict(plant: Plant
 
 
 def test_a_failed_asset_write_rolls_both_systems_back(plant: Plant) -> None:
-    engine = first_asset_run(plant)
+    engine = first_run(plant.assets())
     now = datetime.now(UTC)
     for number in ("11450", "12700", "12800"):
         plant.edit_sql("plant_assets", "assetnum", number, name=f"Asset {number}, renamed", at=now)
@@ -398,16 +367,8 @@ def test_a_failed_asset_write_rolls_both_systems_back(plant: Plant) -> None:
     before_maximo = plant.maximo("asset", MAXIMO_ASSET)
     before_plant = plant.plant("plant_assets", "assetnum", PLANT_ASSET)
 
-    class FailSecondCreate(MaximoAssetAdapter):
-        creates = 0
-
-        def create(self, values: Any) -> Any:
-            FailSecondCreate.creates += 1
-            if FailSecondCreate.creates == 2:
-                plant.server.fail_next(1, status=503)  # a create is not retried
-            return super().create(values)
-
-    adapter = FailSecondCreate(plant.connector(), create_defaults={"siteid": "BEDFORD"})
+    failing = failing_second_create(MaximoAssetAdapter, plant.server)
+    adapter = failing(plant.connector(), create_defaults={"siteid": "BEDFORD"})
     report = plant.assets(maximo=adapter).run()
     assert report.status == "rolled_back" and "503" in str(report.cause)
     assert (report.cause_type, report.retryable) == ("ServerError", True)

@@ -36,8 +36,14 @@ from integration_platform.sync import (
 from integration_platform.sync.adapters.maximo import MaximoWorkOrderAdapter
 from integration_platform.sync.adapters.sql import SqlTableAdapter
 from integration_platform_tests.contract_servers import seed
-from integration_platform_tests.contract_servers.harness import FAST_RETRIES
 from integration_platform_tests.contract_servers.maximo import MaximoContractServer
+from integration_platform_tests.sync_rig import (
+    failing_second_create,
+    first_run,
+    maximo_connector,
+    maximo_side,
+    plant_side,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -60,14 +66,9 @@ def make_spec(**policies: FieldPolicy) -> SyncSpec:
     return SyncSpec(
         name="maximo_plant_work_orders",
         entity="work_order",
-        left=SideSpec(
-            system="maximo",
-            connection="maximo",
-            key_field=("siteid", "wonum"),
-            version_field="_rowstamp",
-            modified_field="changedate",
-            fields={
-                "external_id": "wonum",
+        left=maximo_side(
+            "wonum",
+            {
                 "title": "description",
                 "status": FieldMap(
                     "status", values=STATUS_CODES, write_values={"scheduled": "APPR"}
@@ -80,13 +81,7 @@ def make_spec(**policies: FieldPolicy) -> SyncSpec:
                 "assigned_to": "lead",
             },
         ),
-        right=SideSpec(
-            system="plant_db",
-            connection="plant_sql",
-            key_field="id",
-            modified_field="updated_at",
-            fields={name: name for name in ("external_id", *FIELDS)} | {"external_id": "wonum"},
-        ),
+        right=plant_side(FIELDS, number_column="wonum"),
         fields=FIELDS,
         match_field="external_id",
         policies={
@@ -136,13 +131,7 @@ class Systems:
         self.lake = DeltaLake(uri=str(tmp_path / "lake"))
 
     def connector(self) -> MaximoConnector:
-        return MaximoConnector(
-            base_url=self.server.base_url,
-            api_key=self.server.api_keys[0],
-            site_ids=["BEDFORD"],
-            conditional_updates=True,
-            **FAST_RETRIES,
-        )
+        return maximo_connector(self.server)
 
     def maximo_adapter(self) -> MaximoWorkOrderAdapter:
         return MaximoWorkOrderAdapter(self.connector(), create_defaults={"siteid": "BEDFORD"})
@@ -245,11 +234,7 @@ def synced(systems: Systems) -> SyncEngine:
 
 
 def synced_with(systems: Systems, spec: SyncSpec) -> SyncEngine:
-    engine = systems.engine(spec=spec)
-    report = engine.run()
-    assert report.status == "succeeded", report.cause
-    assert engine.run().counts["applied"] == 0
-    return engine
+    return first_run(systems.engine(spec=spec))
 
 
 def test_first_run_pairs_by_number_and_creates_missing_records_both_ways(
@@ -624,16 +609,8 @@ def test_a_created_work_order_is_cancelled_on_rollback_and_reused_by_the_next_ru
             )
         )
 
-    class FailSecondCreate(MaximoWorkOrderAdapter):
-        creates = 0
-
-        def create(self, values: Any) -> Any:
-            FailSecondCreate.creates += 1
-            if FailSecondCreate.creates == 2:
-                systems.server.fail_next(1, status=503)  # a create is not retried
-            return super().create(values)
-
-    adapter = FailSecondCreate(systems.connector(), create_defaults={"siteid": "BEDFORD"})
+    failing = failing_second_create(MaximoWorkOrderAdapter, systems.server)
+    adapter = failing(systems.connector(), create_defaults={"siteid": "BEDFORD"})
     report = systems.engine(maximo=adapter).run()
     assert report.status == "rolled_back" and "503" in str(report.cause)
     # Maximo cannot delete through the API: the work order created is cancelled instead.

@@ -32,22 +32,13 @@ from integration_platform.sync.values import Kind, frame_from_json
 
 CHUNK = 5_000
 LOCK_NAMESPACE = 0x53594E43  # "SYNC": keeps sync locks apart from other advisory locks
-# What an upsert of a pending write-back replaces (one row per sync, record and system).
-PENDING_KEY_UPDATES = (
-    "entity",
-    "external_id",
-    "field",
-    "value",
-    "changes",
-    "assigned_by",
-    "assigned_external_id",
-    "status",
-    "attempts",
-    "last_error",
-    "note",
-    "run_id",
-    "applied_run_id",
-    "updated_at",
+# A pending write-back is one row per sync, record and system; its upsert replaces every
+# other column but the row's id and creation time.
+PENDING_KEY_KEYS = ("sync_name", "platform_id", "system")
+PENDING_KEY_UPDATES = tuple(
+    column.name
+    for column in SyncPendingKey.__table__.columns
+    if column.name not in {"id", "created_at", *PENDING_KEY_KEYS}
 )
 
 
@@ -449,7 +440,7 @@ class SyncStore:
                 session,
                 SyncPendingKey.__table__,
                 pending_keys,
-                keys=["sync_name", "platform_id", "system"],
+                keys=list(PENDING_KEY_KEYS),
                 update=list(PENDING_KEY_UPDATES),
             )
             _finish(session, run_id, status=status, cause=cause, counts=counts)

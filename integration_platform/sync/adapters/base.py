@@ -69,6 +69,19 @@ class SyncAdapter:
             ids = ids + "/" + frame[name].astype("string")
         return ids
 
+    def external_id_of(self, record: Mapping[str, Any]) -> str:
+        """The record id of one record (a system's answer to a write): its key fields joined
+        with ``/``."""
+        return "/".join(str(record[key]) for key in self.side.key_fields)
+
+    def without_empty_keys(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """``record`` without the key fields it leaves empty, so that a create lets the system
+        assign them (Maximo's autokey numbers, Dataverse's GUIDs)."""
+        keys = self.side.key_fields
+        return {
+            name: value for name, value in record.items() if name not in keys or value is not None
+        }
+
     def key_values(self, external_id: str) -> dict[str, str]:
         keys = self.side.key_fields
         parts = external_id.split("/", len(keys) - 1) if len(keys) > 1 else [external_id]

@@ -131,10 +131,7 @@ class DataverseAdapter(SyncAdapter):
     def create(self, values: Mapping[str, Any]) -> WriteResult:
         """Create a row; without its id (the GUID) Dataverse assigns one, which comes back
         in the stored row with its ``@odata.etag``."""
-        record = {**self.create_defaults, **self._body(values)}
-        for key in self.side.key_fields:
-            if record.get(key) is None:
-                record.pop(key, None)
+        record = self.without_empty_keys({**self.create_defaults, **self._body(values)})
         body = self.table.create(self.connector, record)
         missing = [key for key in self.side.key_fields if not body.get(key)]
         if missing:
@@ -142,8 +139,7 @@ class DataverseAdapter(SyncAdapter):
                 f"{self.system}: the {self.entity_set} row created answered without "
                 f"{', '.join(missing)}; check key_field of the sync side for {self.system}"
             )
-        external_id = "/".join(str(body[key]) for key in self.side.key_fields)
-        return WriteResult(external_id, version_text(body.get(VERSION)), body)
+        return WriteResult(self.external_id_of(body), version_text(body.get(VERSION)), body)
 
     def update(
         self,

@@ -154,12 +154,9 @@ class MaximoOslcAdapter(SyncAdapter):
         """Create a record. Without its number (``wonum``, ``assetnum``, ``pmnum``) Maximo
         numbers it (autokey); the number comes back in the stored record, which the engine
         writes back to the source."""
-        record = {**self.create_defaults, **json_values(values)}
-        for key in self.side.key_fields:
-            if record.get(key) is None:
-                record.pop(key, None)
+        record = self.without_empty_keys({**self.create_defaults, **json_values(values)})
         body = self.oslc.create(self.connector, record)
-        external_id = "/".join(str(body[k]) for k in self.side.key_fields)
+        external_id = self.external_id_of(body)
         if body.get("href"):
             self._hrefs[external_id] = str(body["href"])
         return WriteResult(external_id, version_text(body.get("_rowstamp")), body)
