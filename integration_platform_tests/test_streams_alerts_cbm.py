@@ -245,6 +245,34 @@ def test_without_a_cmms_the_outbox_runs_the_loop(
     assert listed["work_order_completed_at"] is not None
 
 
+def test_following_takes_turns_so_no_work_order_waits_forever(state_url: str) -> None:
+    """More linked work orders than one tick follows (``limit``): each tick reads the least
+    recently followed, so a cancelled one that never completes cannot starve the others."""
+    from integration_platform.streams.cbm import OutboxGateway, follow_work_orders
+
+    keys = [raise_alert(state_url, second=second, sensor=f"s{second}") for second in range(3)]
+    engine = make_engine(state_url)
+    outbox = OutboxGateway(engine)
+    opened = open_work_orders(engine, outbox, claimant="test")
+    assert len(opened.created) == 3
+
+    class Counting:
+        system = outbox.system
+
+        def __init__(self) -> None:
+            self.read: list[str] = []
+
+        def state(self, link: WorkOrderLink):  # type: ignore[no-untyped-def]
+            self.read.append(link.id)
+            return outbox.state(link)
+
+    counting = Counting()
+    for _ in range(3):
+        follow_work_orders(engine, counting, limit=1)  # type: ignore[arg-type]
+    engine.dispose()
+    assert sorted(counting.read) == sorted(work_order_reference(key) for key in keys)
+
+
 def test_an_unknown_connection_is_a_clear_error(
     maximo: MaximoContractServer, state_url: str, tmp_path: Path
 ) -> None:

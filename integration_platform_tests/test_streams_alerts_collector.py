@@ -77,11 +77,12 @@ def setup(tmp_path: Path, data_dir: Path) -> Iterator[dict]:
     forget_mqtt_session(client_id)
 
 
-def alerts(url: str) -> list[SensorAlert]:
+def alerts(url: str, kind: str = "threshold") -> list[SensorAlert]:
     engine = make_engine(url)
     try:
         with Session(engine) as session:
-            return list(session.scalars(sa.select(SensorAlert).order_by(SensorAlert.id)))
+            query = sa.select(SensorAlert).where(SensorAlert.kind == kind)
+            return list(session.scalars(query.order_by(SensorAlert.id)))
     finally:
         engine.dispose()
 
@@ -130,8 +131,13 @@ def test_critical_crossing_raises_one_alert_and_recovery_resolves_it(setup: dict
 
         send(publisher, 7, 3.5)  # below 4.5 - 0.5: recovered
         assert wait_for(lambda: alerts(url)[0].status == "resolved", timeout=20)
-        # pump-1 is heard, pump-2 never publishes: offline after 1 s of silence.
+        # pump-1 is heard, pump-2 never publishes: offline after 1 s of silence, with one
+        # silence episode however many heartbeats pass.
         assert wait_for(lambda: devices(url)["pump-2"].status == "offline", timeout=20)
+        (silent,) = [a for a in alerts(url, "silence") if a.device_id == "pump-2"]
+        assert (silent.sensor_id, silent.severity, silent.status) == ("*", "warning", "open")
+        assert silent.reason == devices(url)["pump-2"].status_detail
+        assert silent.reason is not None and silent.reason.startswith("no reading from pump-2")
         # Heartbeats are written every heartbeat_s, apart from the alert writes.
         heard = start + timedelta(seconds=7)
         assert wait_for(lambda: devices(url)["pump-1"].last_reading_ts == heard, timeout=20)
@@ -142,6 +148,7 @@ def test_critical_crossing_raises_one_alert_and_recovery_resolves_it(setup: dict
     assert (alert.resolved_value, alert.peak_value) == (3.5, 9.5)
     assert [h["severity"] for h in alert.severity_history] == ["critical"]
     assert collector.state.stats.events_written == 2
+    assert len([a for a in alerts(url, "silence") if a.device_id == "pump-2"]) == 1
 
 
 def reading(second: int, value: float) -> Reading:

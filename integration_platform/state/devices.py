@@ -6,6 +6,10 @@ its alerts and history keep their meaning). The collector keeps ``status`` and
 ``last_heartbeat`` current. ``sensor_alerts`` holds one row per alert episode of a sensor (at
 most one live per sensor), ``sensor_alert_states`` what the collectors sharing a sensor agree
 on; ``cbm_work_orders`` is the work-order outbox used when no CMMS is configured.
+
+A silent device's episode is kept as the episode of a reserved sensor, :data:`DEVICE_SENSOR_ID`
+(``*``, which no sensor id can be), with ``kind`` ``silence``: the one-live-episode index then
+covers it unchanged, one live silence episode per device.
 """
 
 from __future__ import annotations
@@ -22,6 +26,10 @@ DEVICE_STATUSES: tuple[str, ...] = ("unknown", "online", "offline", "error")
 REGISTRY_STATES: tuple[str, ...] = ("active", "retired")
 ALERT_SEVERITIES: tuple[str, ...] = ("warning", "critical")
 ALERT_STATUSES: tuple[str, ...] = ("open", "acknowledged", "resolved")
+# ``threshold``: a sensor's value crossed a limit; ``silence``: a device sent nothing usable.
+ALERT_KINDS: tuple[str, ...] = ("threshold", "silence")
+# The sensor id of device-level episodes (silence); registry ids cannot contain '*'.
+DEVICE_SENSOR_ID = "*"
 # Alerts that still describe a live condition (the collector restores them on start).
 ACTIVE_ALERT_STATUSES: tuple[str, ...] = ("open", "acknowledged")
 OUTBOX_STATUSES: tuple[str, ...] = ("scheduled", "in_progress", "completed", "cancelled")
@@ -111,6 +119,9 @@ class SensorAlert(Base):
     A sensor has at most one live (open or acknowledged) episode: collectors sharing its
     readings join it (``streams/alert_arbiter.py``).
     Alert latency is ``raised_at - reading_ts`` when readings carry their publish time.
+    A ``silence`` episode belongs to the device (sensor :data:`DEVICE_SENSOR_ID`): ``reading_ts``
+    is its last reading heard, ``value`` the seconds it had been silent when raised,
+    ``threshold`` the silence limit in seconds and ``reason`` the sentence operators read.
     The ``work_order_*`` columns are the link to the CMMS (claimed before the create call).
     """
 
@@ -120,6 +131,10 @@ class SensorAlert(Base):
     episode_key: Mapped[str] = mapped_column(sa.String(500), unique=True)
     device_id: Mapped[str] = mapped_column(sa.String(200))
     sensor_id: Mapped[str] = mapped_column(sa.String(200))
+    # Filled by the database when not given: writers that predate it stay valid.
+    kind: Mapped[str] = mapped_column(sa.String(16), server_default="threshold")
+    # Why it was raised, where the values do not say it (silence episodes).
+    reason: Mapped[str | None] = mapped_column(sa.Text)
     sensor_type: Mapped[str | None] = mapped_column(sa.String(64))
     asset_id: Mapped[str | None] = mapped_column(sa.String(200))
     unit: Mapped[str | None] = mapped_column(sa.String(32))
@@ -162,6 +177,7 @@ class SensorAlert(Base):
     __table_args__ = (
         sa.CheckConstraint(_in_list("severity", ALERT_SEVERITIES), name="severity"),
         sa.CheckConstraint(_in_list("status", ALERT_STATUSES), name="status"),
+        sa.CheckConstraint(_in_list("kind", ALERT_KINDS), name="kind"),
         sa.Index("ix_sensor_alerts_device_id_sensor_id_status", "device_id", "sensor_id", "status"),
         sa.Index("ix_sensor_alerts_status_raised_at", "status", "raised_at"),
         # The work-order sensor: "critical episodes without a work order".

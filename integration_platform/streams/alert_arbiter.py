@@ -41,11 +41,18 @@ compared, so clock skew between hosts changes nothing):
 Every call answers with a :class:`~integration_platform.streams.alerts.SensorView` per sensor
 (the live episode, the merged marks, the last resolve) that the collector's evaluator takes
 over; :func:`load_views` is the periodic read that keeps collectors in step between changes.
+
+**Silent devices** (:func:`decide_silence`) take the same path with wall-clock rules, since
+silence has no reading to date it: a device's episode is the live episode of its reserved
+sensor ``*`` (the same lock row, the same one-live index), raised only when no collector's
+heartbeat says it was heard within the silence limit, joined when another collector raised it
+first, and resolved by whichever collector hears the device again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -55,6 +62,8 @@ from sqlalchemy.orm import Session
 
 from integration_platform.state.devices import (
     ACTIVE_ALERT_STATUSES,
+    DEVICE_SENSOR_ID,
+    Device,
     SensorAlert,
     SensorAlertState,
 )
@@ -67,10 +76,12 @@ from integration_platform.streams.alerts import (
     ClockMark,
     LiveEpisode,
     SensorView,
+    episode_key,
     merge_marks,
     reached_between,
     run_start,
     seconds_to_us,
+    silence_reason,
 )
 from integration_platform.streams.readings import from_us, to_us
 
@@ -328,6 +339,197 @@ def _stretch_peaks(session: Session, marks: Sequence[ClockMark]) -> None:
         row = _newest(session, mark.device_id, mark.sensor_id, at_or_before=t)
         if row is not None and _covers(row, t):
             _peak(row, mark.peak)
+
+
+# -- silent devices --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SilenceProposal:
+    """A device one collector has not heard from (no usable reading) for its silence limit."""
+
+    device_id: str
+    limit_s: float
+    silent_s: float  # since this collector last heard it, or started watching it
+    severity: str | None  # None: confirm the silence for the device status, raise nothing
+    expected_s: float | None = None  # the declared interval, for the reason
+    asset_id: str | None = None
+    last_reading_ts: datetime | None = None  # the newest reading this collector heard
+    unanswered: bool = False  # its polls went unanswered (gap readings)
+
+
+@dataclass(frozen=True, slots=True)
+class SilenceOutcome:
+    """What the state DB decided for one device: ``opened``; ``joined`` (an episode was live
+    already); ``silent`` (confirmed, no episode wanted); ``heard`` (a collector heard it within
+    the limit, last at ``heard_at``); ``resolved`` (heard again); ``closed`` (no longer
+    watched); ``stale`` (nothing live to resolve)."""
+
+    device_id: str
+    outcome: str
+    episode_key: str | None = None
+    reason: str | None = None
+    heard_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SilenceAnswer:
+    outcomes: list[SilenceOutcome] = field(default_factory=list)
+    live: frozenset[str] = frozenset()  # devices with a live silence episode afterwards
+
+
+def live_silences(session: Session) -> dict[str, SensorAlert]:
+    """The live silence episodes by device (the live rows are few: the one-live index)."""
+    query = sa.select(SensorAlert).where(
+        SensorAlert.sensor_id == DEVICE_SENSOR_ID,
+        SensorAlert.status.in_(ACTIVE_ALERT_STATUSES),
+    )
+    return {
+        row.device_id: row
+        for row in session.scalars(query.execution_options(populate_existing=True))
+    }
+
+
+def decide_silence(
+    session: Session,
+    *,
+    heard: Mapping[str, datetime],
+    proposals: Sequence[SilenceProposal] = (),
+    unwatched: Iterable[str] = (),
+    at: datetime,
+    reporter_id: str | None = None,
+) -> SilenceAnswer:
+    """A collector's silence changes, in one transaction, devices in sorted order (the lock
+    order of :func:`apply_changes`): resolve the live episodes of the devices in ``heard``
+    (device -> first reading heard since the last pass), close those of ``unwatched``
+    devices (the collector no longer answers for them), and decide each proposal."""
+    live = live_silences(session)
+    raises = {p.device_id: p for p in proposals}
+    resolves = {d: ts for d, ts in heard.items() if d in live and d not in raises}
+    closes = {d for d in unwatched if d in live} - raises.keys() - resolves.keys()
+    outcomes = []
+    for device_id in sorted(raises.keys() | resolves.keys() | closes):
+        state = lock_sensor(session, device_id, DEVICE_SENSOR_ID)
+        state.updated_by = reporter_id
+        if device_id in raises:
+            outcomes.append(_raise_silence(session, raises[device_id], at, reporter_id))
+        else:
+            first = resolves.get(device_id)
+            outcomes.append(_resolve_silence(session, state, device_id, first, at))
+    if not outcomes:
+        return SilenceAnswer([], frozenset(live))
+    session.flush()
+    return SilenceAnswer(outcomes, frozenset(live_silences(session)))
+
+
+def _raise_silence(
+    session: Session, proposal: SilenceProposal, at: datetime, reporter_id: str | None
+) -> SilenceOutcome:
+    """Open the device's silence episode unless one is live or any collector's heartbeat
+    (``devices.last_heartbeat``, written by whoever heard it) is younger than the limit."""
+    device_id = proposal.device_id
+    live = _live(session, device_id, DEVICE_SENSOR_ID)
+    if live is not None:
+        return SilenceOutcome(device_id, "joined", live.episode_key, live.reason)
+    device = session.get(Device, device_id, populate_existing=True)
+    heartbeat = device.last_heartbeat if device is not None else None
+    silent_s = proposal.silent_s
+    if heartbeat is not None:
+        since_heard = (at - heartbeat).total_seconds()
+        if since_heard < proposal.limit_s:
+            return SilenceOutcome(device_id, "heard", heard_at=heartbeat)
+        silent_s = min(silent_s, since_heard)
+    known = [proposal.last_reading_ts, device.last_reading_ts if device is not None else None]
+    last = max((ts for ts in known if ts is not None), default=None)
+    since = at - timedelta(seconds=silent_s)
+    reason = silence_reason(
+        device_id,
+        last_reading_ts=last,
+        watched_since=since,
+        expected_s=proposal.expected_s,
+        limit_s=proposal.limit_s,
+        now=at,
+        unanswered=proposal.unanswered,
+    )
+    if proposal.severity is None:
+        return SilenceOutcome(device_id, "silent", reason=reason)
+    key = episode_key(device_id, DEVICE_SENSOR_ID, at)
+    reading_ts = last if last is not None else since
+    now = datetime.now(UTC)
+    statement = (
+        dialect_insert(session)(SensorAlert)
+        .values(
+            episode_key=key,
+            device_id=device_id,
+            sensor_id=DEVICE_SENSOR_ID,
+            kind="silence",
+            reason=reason,
+            asset_id=proposal.asset_id,
+            unit="s",
+            direction="above",
+            severity=proposal.severity,
+            status="open",
+            value=silent_s,
+            threshold=proposal.limit_s,
+            peak_value=silent_s,
+            reading_ts=reading_ts,
+            raised_at=at,
+            severity_history=[
+                {
+                    "severity": proposal.severity,
+                    "threshold": proposal.limit_s,
+                    "value": silent_s,
+                    "reading_ts": reading_ts.isoformat(),
+                    "raised_at": at.isoformat(),
+                }
+            ],
+            raised_by=reporter_id,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["episode_key"])
+    )
+    try:
+        with session.begin_nested():
+            inserted = session.execute(statement).rowcount
+    except IntegrityError:  # a live one committed meanwhile by a writer that did not lock
+        inserted = 0
+    if inserted:
+        return SilenceOutcome(device_id, "opened", key, reason)
+    live = _live(session, device_id, DEVICE_SENSOR_ID)
+    if live is None:
+        return SilenceOutcome(device_id, "stale")
+    return SilenceOutcome(device_id, "joined", live.episode_key, live.reason)
+
+
+def _resolve_silence(
+    session: Session,
+    state: SensorAlertState,
+    device_id: str,
+    first: datetime | None,
+    at: datetime,
+) -> SilenceOutcome:
+    """Close the live episode (a conditional update, like a threshold resolve): at ``first``,
+    the first reading heard again, or without a reading when nobody watches it any more."""
+    live = _live(session, device_id, DEVICE_SENSOR_ID)
+    if live is None:
+        return SilenceOutcome(device_id, "stale")
+    closed = session.execute(
+        sa.update(SensorAlert)
+        .where(SensorAlert.id == live.id, SensorAlert.status.in_(ACTIVE_ALERT_STATUSES))
+        .values(
+            status="resolved",
+            resolved_at=at,
+            resolved_reading_ts=first,
+            updated_at=datetime.now(UTC),
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not closed:
+        return SilenceOutcome(device_id, "stale")
+    if first is not None:
+        state.last_resolved_ts = first
+    return SilenceOutcome(device_id, "resolved" if first else "closed", live.episode_key)
 
 
 # -- look-ups --------------------------------------------------------------------------------

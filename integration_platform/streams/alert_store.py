@@ -1,8 +1,10 @@
 """Reading and acknowledging alert episodes in the state DB (the operator's side).
 
-Collectors write episodes through ``streams/alert_arbiter.py``. An acknowledgement changes
-only who acknowledged and ``open`` to ``acknowledged`` (both count as live for the arbiter),
-with conditional updates, so operators and collectors can work on one episode at once.
+Collectors write episodes through ``streams/alert_arbiter.py``: ``threshold`` episodes of a
+sensor and ``silence`` episodes of a device (sensor id ``*``, with the reason in words). An
+acknowledgement changes only who acknowledged and ``open`` to ``acknowledged`` (both count as
+live for the arbiter), with conditional updates, so operators and collectors can work on one
+episode at once.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def list_alerts(
     statuses: Sequence[str] = ("open", "acknowledged"),
     device_id: str | None = None,
     severity: str | None = None,
+    kind: str | None = None,
     limit: int = 100,
 ) -> list[SensorAlert]:
     """Newest first."""
@@ -36,6 +39,8 @@ def list_alerts(
         query = query.where(SensorAlert.device_id == device_id)
     if severity:
         query = query.where(SensorAlert.severity == severity)
+    if kind:
+        query = query.where(SensorAlert.kind == kind)
     return list(session.scalars(query.limit(limit)))
 
 
@@ -83,3 +88,14 @@ def acknowledge(
 def latency_ms(alert: SensorAlert) -> float:
     """``raised_at - reading_ts`` in ms: alert latency when readings carry their publish time."""
     return (alert.raised_at - alert.reading_ts).total_seconds() * 1000.0
+
+
+def describe(alert: SensorAlert) -> str:
+    """Why the episode was raised, in words: the stored reason (silence), else the crossing."""
+    if alert.reason:
+        return alert.reason
+    relation = "at or above" if alert.direction == "above" else "at or below"
+    limit = "?" if alert.threshold is None else f"{alert.threshold:g}"
+    unit = f" {alert.unit}" if alert.unit else ""
+    text = f"{alert.sensor_id} {relation} the {alert.severity} limit {limit}{unit}"
+    return text if alert.peak_value is None else f"{text}, peak {alert.peak_value:g}"

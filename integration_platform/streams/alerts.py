@@ -26,6 +26,10 @@ raise, escalate or resolve (:class:`AlertEvent`), a breach run of a level that s
 (:class:`SensorView`: the live episode, the merged breach-run marks, the last resolve) brings
 the cache back in line. Only changes are proposed: quiet and steady readings never lead to a
 database round trip, and a single collector's proposals are simply confirmed.
+
+**Silent devices.** :func:`silence_rules` and :func:`silence_reason` are the rule a collector
+applies to the devices it collects (``streams/device_state.py`` runs it with each heartbeat;
+the state DB decides, across collectors, in ``alert_arbiter.decide_silence``).
 """
 
 from __future__ import annotations
@@ -691,3 +695,82 @@ class AlertEvaluator:
                 evaluator.restore(key, severity, peak, reading_ts)
                 restored += 1
         return restored
+
+
+# -- silent devices --------------------------------------------------------------------------
+
+# A device that declares ``expected_interval_s`` is silent after this many intervals without a
+# usable reading: the factor the Dagster side uses for gaps and device health.
+SILENCE_INTERVALS = 3
+# Collectors tell each other what they heard with their heartbeats: a limit shorter than two
+# heartbeat periods would raise silences another collector is about to report as heard.
+MIN_SILENCE_HEARTBEATS = 2
+
+
+@dataclass(frozen=True, slots=True)
+class SilenceRule:
+    """How a collector watches one device for silence (see :func:`silence_rules`)."""
+
+    device_id: str
+    limit_s: float  # silent after this long without a usable reading
+    expected_s: float | None  # the declared interval, for the reason
+    severity: str | None  # of the episode; None: device status only
+    asset_id: str | None = None
+
+
+def silence_rules(
+    registry: Registry,
+    *,
+    offline_after_s: float,
+    heartbeat_s: float,
+    collected: Sequence[str],
+) -> dict[str, SilenceRule]:
+    """One rule per enabled device of a protocol this collector runs: the devices it answers
+    for. Limit: ``SILENCE_INTERVALS`` x ``expected_interval_s`` if declared, else the
+    collector's ``offline_after_s``; never under two heartbeats."""
+    floor = MIN_SILENCE_HEARTBEATS * heartbeat_s
+    rules = {}
+    for device in registry.devices:
+        if not device.enabled or device.protocol not in collected:
+            continue
+        expected = device.expected_interval_s
+        limit = SILENCE_INTERVALS * expected if expected is not None else offline_after_s
+        rules[device.device_id] = SilenceRule(
+            device.device_id,
+            max(limit, floor),
+            expected,
+            None if device.silence_alert == "off" else device.silence_alert,
+            device.asset_id,
+        )
+    return rules
+
+
+def silence_reason(
+    device_id: str,
+    *,
+    last_reading_ts: datetime | None,
+    watched_since: datetime,
+    expected_s: float | None,
+    limit_s: float,
+    now: datetime,
+    unanswered: bool = False,
+) -> str:
+    """The sentence operators read, e.g. ``no reading from pump-3 since 10:42:05 UTC
+    (expected every 60 s)``."""
+
+    def when(ts: datetime) -> str:
+        ts = ts.astimezone(UTC)
+        same_day = ts.date() == now.astimezone(UTC).date()
+        return ts.strftime("%H:%M:%S UTC" if same_day else "%Y-%m-%d %H:%M:%S UTC")
+
+    if last_reading_ts is not None:
+        text = f"no reading from {device_id} since {when(last_reading_ts)}"
+    else:
+        text = f"no reading from {device_id} yet, watched since {when(watched_since)}"
+    if expected_s is not None:
+        text += f" (expected every {expected_s:g} s)"
+    else:
+        text += f" (expected within {limit_s:g} s)"
+    if unanswered:
+        text += "; its polls go unanswered"
+    return text

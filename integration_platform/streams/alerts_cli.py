@@ -48,10 +48,12 @@ def add_device_db_commands(device_commands: argparse._SubParsersAction) -> None:
 def add_alert_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     alerts = subparsers.add_parser(
         "alerts",
-        help="threshold alerts raised by the collector: list, show, acknowledge",
+        help="alerts raised by the collector (thresholds, silent devices): list, show, ack",
         description=(
-            "Alert episodes in the state DB (table sensor_alerts). The collector raises and "
-            "resolves them; a person acknowledges them; critical ones open work orders."
+            "Alert episodes in the state DB (table sensor_alerts): a sensor past a threshold, "
+            "or a device silent for longer than its limit (kind silence, sensor '*'). The "
+            "collector raises and resolves them; a person acknowledges them; critical ones "
+            "open work orders."
         ),
     )
     commands = alerts.add_subparsers(title="alerts commands", metavar="ALERTS_COMMAND")
@@ -65,6 +67,9 @@ def add_alert_commands(subparsers: argparse._SubParsersAction) -> None:  # type:
     )
     listing.add_argument("--device", metavar="ID")
     listing.add_argument("--severity", choices=["warning", "critical"])
+    listing.add_argument(
+        "--kind", choices=["threshold", "silence"], help="silence: devices that went quiet"
+    )
     listing.add_argument("--limit", type=int, default=50)
     listing.add_argument("--json", action="store_true", help="print JSON lines")
     listing.set_defaults(handler=run_alerts_list)
@@ -203,21 +208,31 @@ def run_devices_show(args: argparse.Namespace) -> int:
 
 
 def _alert_table(alerts: list[Any]) -> str:
+    """One line per episode; a silence episode names the device and says why in REASON."""
+    from integration_platform.streams.alert_store import describe
+
     rows = [
         [
             str(a.id),
             a.severity,
             a.status,
-            f"{a.device_id}/{a.sensor_id}",
-            f"{a.value:g}",
-            f"{a.threshold:g}" if a.threshold is not None else "-",
+            a.device_id if a.kind == "silence" else f"{a.device_id}/{a.sensor_id}",
+            _number(a.value, a.unit if a.kind == "silence" else None),
+            _number(a.threshold, a.unit if a.kind == "silence" else None),
             _when(a.reading_ts),
             a.work_order_id or "-",
+            describe(a),
         ]
         for a in alerts
     ]
     header = ["ID", "SEVERITY", "STATUS", "SENSOR", "VALUE", "LIMIT", "READING TS", "WORK ORDER"]
-    return _table(rows, header)
+    return _table(rows, [*header, "REASON"])
+
+
+def _number(value: float | None, unit: str | None = None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:g} {unit}" if unit else f"{value:g}"
 
 
 def _alert_dict(alert: Any) -> dict[str, Any]:
@@ -241,6 +256,7 @@ def run_alerts_list(args: argparse.Namespace) -> int:
             statuses=statuses,
             device_id=args.device,
             severity=args.severity,
+            kind=args.kind,
             limit=args.limit,
         )
     if args.json:

@@ -653,6 +653,18 @@ def critical_crossing(alert: SensorAlert) -> tuple[float | None, float | None, s
 
 def request_for(alert: SensorAlert, schedule: Mapping[str, Any] | None) -> WorkOrderRequest:
     reference = alert.work_order_reference or work_order_reference(alert.episode_key)
+    if alert.kind == "silence":  # a critical silence (opt-in: silence_alert: critical)
+        return WorkOrderRequest(
+            reference=reference,
+            episode_key=alert.episode_key,
+            asset_id=alert.asset_id,
+            title=f"CBM: {alert.device_id} silent on {alert.asset_id or alert.device_id}",
+            description=(
+                f"Raised by the platform's condition monitoring: {alert.reason or 'no readings'}."
+                f" Alert episode {alert.episode_key}, reference {reference}."
+            ),
+            schedule=schedule,
+        )
     what = alert.sensor_type or alert.sensor_id
     value, limit, reading_ts = critical_crossing(alert)
     shown = "?" if value is None else f"{value:g}"
@@ -826,7 +838,9 @@ def follow_work_orders(
                     SensorAlert.work_order_system == gateway.system,
                     SensorAlert.work_order_completed_at.is_(None),
                 )
-                .order_by(SensorAlert.work_order_linked_at)
+                # Least recently followed first, so no linked work order waits forever
+                # behind `limit` others (cancelled ones are never completed).
+                .order_by(SensorAlert.updated_at, SensorAlert.work_order_linked_at)
                 .limit(limit)
             )
         )
@@ -836,22 +850,27 @@ def follow_work_orders(
             state = gateway.state(link)
         except Exception as exc:
             log.warning("work order %s of alert %s unreadable: %s", link.id, alert.id, exc)
+            _update_alert(engine, alert.id, {"updated_at": datetime.now(UTC)})
             continue
+        values: dict[str, Any] = {"updated_at": datetime.now(UTC)}  # followed: to the back
         if state is None:
+            _update_alert(engine, alert.id, values)
             continue
-        values: dict[str, Any] = {}
         if state.status != alert.work_order_status:
             values["work_order_status"] = state.status
             report.status_changed.append(alert.episode_key)
         if state.completed:
             values["work_order_completed_at"] = state.finished_at or datetime.now(UTC)
             report.completed.append(alert.episode_key)
-        if values:
-            with engine.begin() as connection:
-                connection.execute(
-                    sa.update(SensorAlert).where(SensorAlert.id == alert.id).values(**values)
-                )
+        _update_alert(engine, alert.id, values)
     return report
+
+
+def _update_alert(engine: Engine, alert_id: int, values: Mapping[str, Any]) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            sa.update(SensorAlert).where(SensorAlert.id == alert_id).values(**values)
+        )
 
 
 def _parse_time(value: Any) -> datetime | None:

@@ -12,8 +12,13 @@ devices were heard. A writer thread does all database work:
   sharing a subscription learn of each other's episodes, resolves and dips between changes
   of their own (one small indexed query; nothing per reading);
 - heartbeats every ``heartbeat_s`` per device heard since the last one (never per reading),
-  ``error`` for a device that only produced gaps (missed polls), ``offline`` once silent for
-  ``offline_after_s``; statuses are written when they change;
+  ``error`` for a device that only produced gaps (missed polls); statuses are written when
+  they change;
+- with each heartbeat, silence: a device this collector answers for (enabled, of a protocol it
+  runs) and has not heard for its limit (``streams/alerts.silence_rules``) is proposed to the
+  state DB, which raises one ``silence`` episode for it unless another collector heard it
+  meanwhile (``alert_arbiter.decide_silence``); the device is then ``offline``. The first
+  usable reading heard again, by any collector, resolves the episode;
 - on (re)connect: migrate the schema, insert registry devices the DB does not know, and
   take over the episodes still open in the DB (that read) so a restart does not raise them
   again.
@@ -30,7 +35,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -38,9 +43,22 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.orm import Session
 
-from integration_platform.state.devices import Device
-from integration_platform.streams.alert_arbiter import apply_changes, load_views
-from integration_platform.streams.alerts import AlertEvaluator, AlertEvent, ClockMark, SensorView
+from integration_platform.state.devices import DEVICE_SENSOR_ID, Device
+from integration_platform.streams.alert_arbiter import (
+    SilenceAnswer,
+    SilenceProposal,
+    apply_changes,
+    decide_silence,
+    load_views,
+)
+from integration_platform.streams.alerts import (
+    AlertEvaluator,
+    AlertEvent,
+    ClockMark,
+    SensorView,
+    SilenceRule,
+    silence_rules,
+)
 from integration_platform.streams.devices import Registry
 from integration_platform.streams.readings import Reading, ReadingColumns, from_us
 
@@ -78,6 +96,16 @@ class StateStats:
     marks_written: int = 0
     marks_dropped: int = 0
     syncs: int = 0
+    # Silent devices: episodes this collector opened, found open (another collector's),
+    # resolved or closed, and proposals another collector's heartbeat answered.
+    silences_opened: int = 0
+    silences_joined: int = 0
+    silences_resolved: int = 0
+    silences_heard_elsewhere: int = 0
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 class StateReporter:
@@ -94,7 +122,11 @@ class StateReporter:
         max_queued: int = DEFAULT_MAX_QUEUED,
         collected: Sequence[str] = ("mqtt", "modbus", "opcua"),
         sync_s: float = DEFAULT_SYNC_S,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = _utcnow,
     ) -> None:
+        """``clock`` (monotonic seconds) measures silence here; ``wall_clock`` stamps heartbeats
+        and is what collectors compare: both are parameters so tests can move time."""
         self.url = url
         self.reporter_id = reporter_id
         self.heartbeat_s = heartbeat_s
@@ -114,8 +146,22 @@ class StateReporter:
         self._heard: dict[str, datetime] = {}  # device -> newest reading ts since last beat
         self._gaps: dict[str, int] = {}  # device -> gap readings since last beat
         self._status: dict[str, str] = {}  # device -> status last written
+        self._clock = clock
+        self._wall = wall_clock
         self._last_heard: dict[str, float] = {}  # device -> monotonic time last heard
-        self._started = time.monotonic()
+        self._started = clock()
+        # Silence (writer thread, but for what the ingest path reads or fills under _lock).
+        self._rules: dict[str, SilenceRule] = {}
+        self._watched_since: dict[str, float] = {}  # device -> when its rule appeared
+        self._to_close: set[str] = set()  # no longer alerted on: close their episodes
+        self._set_rules(registry)
+        self._last_reading: dict[str, datetime] = {}  # device -> newest reading ts heard
+        self._silent: frozenset[str] = frozenset()  # devices with a live silence episode
+        self._resumed: dict[str, datetime] = {}  # silent device -> first reading heard again
+        self._pending_heard: dict[str, datetime] = {}  # heard, not yet through a silence pass
+        self._confirmed: set[str] = set()  # silent without an episode (silence_alert: off)
+        self._recheck_at: dict[str, float] = {}  # heard by another collector: ask again then
+        self._offline: dict[str, str] = {}  # confirmed silent, status not written yet: reason
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._engine: Engine | None = None
@@ -129,13 +175,18 @@ class StateReporter:
         try:
             events = self.evaluator.observe(readings)
             marks = self.evaluator.take_marks()
+            silent = self._silent
             with self._lock:
-                heard, gaps = self._heard, self._gaps
+                heard, gaps, resumed = self._heard, self._gaps, self._resumed
                 for reading in readings:
                     if reading.value is None:
                         gaps[reading.device_id] = gaps.get(reading.device_id, 0) + 1
                     else:
                         heard[reading.device_id] = reading.ts
+                        if silent and reading.device_id in silent:
+                            first = resumed.get(reading.device_id)
+                            if first is None or reading.ts < first:
+                                resumed[reading.device_id] = reading.ts
                 self._changes(events, marks)
         except Exception:  # the collector must keep collecting whatever happens here
             log.exception("alert evaluation failed for a group of %d readings", len(readings))
@@ -154,12 +205,17 @@ class StateReporter:
                     gaps_seen[device_id] = gaps_seen.get(device_id, 0) + 1
                 else:
                     newest[device_id] = ts_us
+            silent = self._silent
+            back = _first_heard(columns, silent) if silent and not silent.isdisjoint(newest) else {}
             with self._lock:
-                heard, gaps = self._heard, self._gaps
+                heard, gaps, resumed = self._heard, self._gaps, self._resumed
                 for device_id, count in gaps_seen.items():
                     gaps[device_id] = gaps.get(device_id, 0) + count
                 for device_id, ts_us in newest.items():
                     heard[device_id] = from_us(ts_us)
+                for device_id, ts in back.items():
+                    if device_id not in resumed or ts < resumed[device_id]:
+                        resumed[device_id] = ts
                 self._changes(events, marks)
         except Exception:  # the collector must keep collecting whatever happens here
             log.exception("alert evaluation failed for a group of %d readings", len(columns))
@@ -221,6 +277,30 @@ class StateReporter:
         with self._lock:
             self._registry = registry
             self._registry_dirty = True
+            self._set_rules(registry)
+
+    def _set_rules(self, registry: Registry) -> None:
+        """The devices this collector answers for (under ``_lock``); a device that left them
+        or turned ``silence_alert`` off gets its silence episode closed with the next
+        heartbeat."""
+        rules = silence_rules(
+            registry,
+            offline_after_s=self.offline_after_s,
+            heartbeat_s=self.heartbeat_s,
+            collected=self.collected,
+        )
+        now = self._clock()
+        for device_id in rules.keys() - self._rules.keys():
+            self._watched_since[device_id] = now
+            self._to_close.discard(device_id)
+        for device_id in self._rules.keys() - rules.keys():
+            self._watched_since.pop(device_id, None)
+            self._to_close.add(device_id)
+        for device_id, rule in rules.items():
+            old = self._rules.get(device_id)
+            if rule.severity is None and old is not None and old.severity is not None:
+                self._to_close.add(device_id)
+        self._rules = rules
 
     def start(self) -> None:
         """Connect once now (so open episodes are restored before readings flow), then run
@@ -254,11 +334,12 @@ class StateReporter:
         if self._engine is not None:
             self._engine.dispose()
 
-    def flush(self) -> bool:
-        """Write everything queued now and read the other collectors' changes (tests,
-        shutdown); False if the DB refused."""
+    def flush(self, *, sync: bool = True) -> bool:
+        """Write everything queued now and beat, after reading the other collectors' changes
+        unless ``sync`` is False (tests replay a beat that comes before the periodic read);
+        False if the DB refused."""
         try:
-            self._flush(final=False, beat=True, sync=True)
+            self._flush(final=False, beat=True, sync=sync)
             return True
         except Exception as exc:
             self._unavailable(exc)
@@ -350,8 +431,15 @@ class StateReporter:
         """Read what other collectors changed: live episodes and running breach runs."""
         with Session(engine) as session:
             views = load_views(session, self.evaluator.interest())
+        self._note_silences(views)
         self._reconcile(views)
         self.stats.syncs += 1
+
+    def _note_silences(self, views: Iterable[SensorView]) -> None:
+        """The devices with a live silence episode, from a read of every live episode."""
+        self._silent = frozenset(
+            v.device_id for v in views if v.sensor_id == DEVICE_SENSOR_ID and v.episode
+        )
 
     def _connect(self) -> Engine:
         from integration_platform.state import make_engine, migrate
@@ -378,6 +466,7 @@ class StateReporter:
     def _restore(self, engine: Engine) -> None:
         with Session(engine) as session:
             views = load_views(session)
+        self._note_silences(views)
         restored = self.evaluator.restore(
             (
                 v.device_id,
@@ -396,57 +485,18 @@ class StateReporter:
             log.info("continuing %d alert episodes still open in the state DB", restored)
 
     def _beat(self, engine: Engine, *, final: bool) -> None:
-        now = datetime.now(UTC)
-        mono = time.monotonic()
+        """Heartbeats, then silence, then the statuses that follow: three short transactions
+        that each take one kind of row lock in device order, so collectors beating at once
+        cannot deadlock (PostgreSQL)."""
+        now, mono = self._wall(), self._clock()
         with self._lock:
             heard, self._heard = self._heard, {}
             gaps, self._gaps = self._gaps, {}
-            registry = self._registry
-        for device_id in heard:
-            self._last_heard[device_id] = mono
-        changes: dict[str, tuple[str, str | None]] = {}
-        for device_id, count in gaps.items():
-            if device_id not in heard:
-                changes[device_id] = ("error", f"no answer: {count} missed readings")
-        for device in registry.devices:
-            if not device.enabled or device.protocol not in self.collected:
-                continue
-            device_id = device.device_id
-            if device_id in heard or device_id in changes:
-                continue
-            silent = mono - self._last_heard.get(device_id, self._started)
-            if silent >= self.offline_after_s:
-                changes[device_id] = ("offline", f"silent for {silent:.0f}s")
+            resumed, self._resumed = self._resumed, {}
+            to_close, self._to_close = self._to_close, set()
+            rules = self._rules
         try:
-            with Session(engine) as session, session.begin():
-                for device_id, ts in heard.items():
-                    status_changed = self._status.get(device_id) != "online"
-                    values: dict[str, object] = {
-                        "last_heartbeat": now,
-                        "last_reading_ts": ts,
-                        "status": "online",
-                        "status_detail": None,
-                        "reported_by": self.reporter_id,
-                    }
-                    if status_changed:
-                        values["status_changed_at"] = now
-                    session.execute(
-                        sa.update(Device).where(Device.device_id == device_id).values(**values)
-                    )
-                for device_id, (status, detail) in changes.items():
-                    if self._status.get(device_id) == status:
-                        continue
-                    session.execute(
-                        sa.update(Device)
-                        .where(Device.device_id == device_id)
-                        .values(
-                            status=status,
-                            status_detail=detail,
-                            status_changed_at=now,
-                            reported_by=self.reporter_id,
-                        )
-                    )
-                    log.warning("device %s is %s (%s)", device_id, status, detail)
+            self._write_heartbeats(engine, heard, now)
         except Exception:
             with self._lock:  # put the heartbeats back for the next attempt
                 for device_id, ts in heard.items():
@@ -454,12 +504,170 @@ class StateReporter:
                         self._heard[device_id] = ts
                 for device_id, count in gaps.items():
                     self._gaps[device_id] = self._gaps.get(device_id, 0) + count
+                _keep_first(self._resumed, resumed)
+                self._to_close |= to_close
             raise
-        for device_id in heard:
-            self._status[device_id] = "online"
-        for device_id, (status, _) in changes.items():
-            self._status[device_id] = status
         self.stats.heartbeats_written += len(heard)
+        for device_id, ts in heard.items():
+            self._status[device_id] = "online"
+            self._last_heard[device_id] = mono
+            if device_id not in self._last_reading or self._last_reading[device_id] < ts:
+                self._last_reading[device_id] = ts
+            self._recheck_at.pop(device_id, None)
+            self._confirmed.discard(device_id)
+            self._offline.pop(device_id, None)
+        # Heard devices wait here until a silence pass took them (it may fail and retry).
+        _keep_first(self._pending_heard, {d: resumed.get(d, ts) for d, ts in heard.items()})
+        proposals = [] if final else self._proposals(rules, gaps, mono)
+        try:
+            answer = self._silence(engine, proposals, to_close, now)
+        except Exception:
+            with self._lock:
+                self._to_close |= to_close
+            raise
+        for o in answer.outcomes:
+            if o.outcome in ("opened", "joined", "silent"):
+                self._offline[o.device_id] = o.reason or "silent"
+        self._write_statuses(engine, gaps, heard, now)
+
+    def _write_heartbeats(
+        self, engine: Engine, heard: Mapping[str, datetime], now: datetime
+    ) -> None:
+        if not heard:
+            return
+        stamp = sa.literal(now, Device.__table__.c.status_changed_at.type)
+        became_online = sa.case((Device.status != "online", stamp), else_=Device.status_changed_at)
+        with Session(engine) as session, session.begin():
+            for device_id in sorted(heard):
+                session.execute(
+                    sa.update(Device)
+                    .where(Device.device_id == device_id)
+                    .values(
+                        last_heartbeat=now,
+                        last_reading_ts=heard[device_id],
+                        status="online",
+                        status_detail=None,
+                        status_changed_at=became_online,
+                        reported_by=self.reporter_id,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+
+    def _proposals(
+        self, rules: Mapping[str, SilenceRule], gaps: Mapping[str, int], mono: float
+    ) -> list[SilenceProposal]:
+        """Devices this collector has not heard for their limit and has not settled yet (a
+        live episode, a confirmed silence, another collector's recent heartbeat)."""
+        proposals = []
+        for device_id, rule in rules.items():
+            if device_id in self._silent or device_id in self._confirmed:
+                continue
+            if mono < self._recheck_at.get(device_id, mono):
+                continue
+            since = self._last_heard.get(device_id, self._watched_since.get(device_id, mono))
+            silent_s = mono - max(since, self._started)
+            if silent_s < rule.limit_s:
+                continue
+            proposals.append(
+                SilenceProposal(
+                    device_id,
+                    limit_s=rule.limit_s,
+                    silent_s=silent_s,
+                    severity=rule.severity,
+                    expected_s=rule.expected_s,
+                    asset_id=rule.asset_id,
+                    last_reading_ts=self._last_reading.get(device_id),
+                    unanswered=device_id in gaps,
+                )
+            )
+        return proposals
+
+    def _silence(
+        self,
+        engine: Engine,
+        proposals: list[SilenceProposal],
+        to_close: Iterable[str],
+        now: datetime,
+    ) -> SilenceAnswer:
+        """Let the state DB decide this collector's silence changes; count and log them."""
+        heard = dict(self._pending_heard)
+        if not heard and not proposals and not to_close:
+            return SilenceAnswer([], self._silent)
+        with Session(engine) as session, session.begin():
+            answer = decide_silence(
+                session,
+                heard=heard,
+                proposals=proposals,
+                unwatched=to_close,
+                at=now,
+                reporter_id=self.reporter_id,
+            )
+        for device_id in heard:
+            self._pending_heard.pop(device_id, None)
+        self._silent = answer.live
+        stats, mono = self.stats, self._clock()
+        limits = {p.device_id: p.limit_s for p in proposals}
+        for o in answer.outcomes:
+            if o.outcome == "opened":
+                stats.silences_opened += 1
+                log.warning("alert %s raised: %s", o.episode_key, o.reason)
+            elif o.outcome == "joined":
+                stats.silences_joined += 1
+                log.info("device %s: silence alert %s already open", o.device_id, o.episode_key)
+            elif o.outcome == "silent":
+                self._confirmed.add(o.device_id)
+            elif o.outcome == "heard" and o.heard_at is not None:
+                stats.silences_heard_elsewhere += 1
+                left = limits[o.device_id] - (now - o.heard_at).total_seconds()
+                self._recheck_at[o.device_id] = mono + max(left, self.heartbeat_s)
+            elif o.outcome == "resolved":
+                stats.silences_resolved += 1
+                log.info("alert %s resolved: %s is heard again", o.episode_key, o.device_id)
+            elif o.outcome == "closed":
+                stats.silences_resolved += 1
+                log.info("alert %s closed: %s is no longer alerted on", o.episode_key, o.device_id)
+        return answer
+
+    def _write_statuses(
+        self,
+        engine: Engine,
+        gaps: Mapping[str, int],
+        heard: Mapping[str, datetime],
+        now: datetime,
+    ) -> None:
+        """``error`` for devices that only produced gaps; ``offline`` for devices the state DB
+        confirmed silent (conditional: whoever wrote the status before)."""
+        errors = {
+            device_id: f"no answer: {count} missed readings"
+            for device_id, count in gaps.items()
+            if device_id not in heard and self._status.get(device_id) != "error"
+        }
+        offline = {d: reason for d, reason in self._offline.items() if d not in gaps}
+        if not errors and not offline:
+            self._offline.clear()
+            return
+        with Session(engine) as session, session.begin():
+            for device_id in sorted(errors.keys() | offline.keys()):
+                status = "error" if device_id in errors else "offline"
+                detail = errors.get(device_id) or offline[device_id]
+                changed = session.execute(
+                    sa.update(Device)
+                    .where(Device.device_id == device_id, Device.status != status)
+                    .values(
+                        status=status,
+                        status_detail=detail,
+                        status_changed_at=now,
+                        reported_by=self.reporter_id,
+                    )
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                if changed:
+                    log.warning("device %s is %s (%s)", device_id, status, detail)
+        for device_id in errors:
+            self._status[device_id] = "error"
+        for device_id in offline:
+            self._status[device_id] = "offline"
+        self._offline.clear()
 
     # -- reporting ------------------------------------------------------------------------
 
@@ -495,3 +703,22 @@ def write_event(session: Session, event: AlertEvent, *, reporter_id: str | None 
     event changes nothing); returns its outcome (``opened``, ``joined``, ``resolved``, ...)."""
     (view,) = apply_changes(session, [event], reporter_id=reporter_id)
     return view.outcomes[0][1]
+
+
+def _keep_first(into: dict[str, datetime], new: Mapping[str, datetime]) -> None:
+    """Merge reading times per device, keeping the earliest."""
+    for device_id, ts in new.items():
+        if device_id not in into or ts < into[device_id]:
+            into[device_id] = ts
+
+
+def _first_heard(columns: ReadingColumns, devices: frozenset[str]) -> dict[str, datetime]:
+    """The earliest usable reading per device among ``devices`` (silent ones): a second look
+    at a group only when a silent device speaks again."""
+    first: dict[str, int] = {}
+    for device_id, value, ts_us in zip(
+        columns.device_id, columns.value, columns.ts_us, strict=True
+    ):
+        if value is not None and device_id in devices and ts_us < first.get(device_id, ts_us + 1):
+            first[device_id] = ts_us
+    return {device_id: from_us(ts_us) for device_id, ts_us in first.items()}

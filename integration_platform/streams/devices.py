@@ -392,12 +392,33 @@ class DeviceSpec(_Model):
     tls: TlsSettings | None = None
     asset_id: Id | None = None
     enabled: bool = True
+    expected_interval_s: float | None = Field(
+        None,
+        gt=0,
+        description="Seconds between readings the device keeps: it counts as silent after 3 "
+        "times this without one (undeclared: the collector's --offline-after).",
+    )
+    silence_alert: Literal["warning", "critical", "off"] = Field(
+        "warning",
+        description="Severity of the alert episode a silent device raises; off: status only. "
+        "Critical episodes become work orders, so critical asks for one.",
+    )
     mqtt: MqttSettings | None = None
     modbus: ModbusSettings | None = None
     opcua: OpcuaSettings | None = None
     coap: CoapSettings | None = None
     bacnet: BacnetSettings | None = None
     sensors: list[SensorSpec] = Field(min_length=1)
+
+    @field_validator("silence_alert", mode="before")
+    @classmethod
+    def _switch(cls, value: object) -> object:
+        """YAML reads an unquoted ``off``/``no`` as false and ``on``/``yes`` as true."""
+        if value is False:
+            return "off"
+        if value is True:
+            return "warning"
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> DeviceSpec:

@@ -23,7 +23,17 @@ from integration_platform.state.devices import (
 )
 from integration_platform.streams.devices import DeviceSpec, Registry, SensorSpec
 
-SETTINGS_FIELDS = {"credentials", "tls", "mqtt", "modbus", "opcua"}
+SETTINGS_FIELDS = {
+    "credentials",
+    "tls",
+    "mqtt",
+    "modbus",
+    "opcua",
+    "coap",
+    "bacnet",
+    "expected_interval_s",
+    "silence_alert",
+}
 # ``devices list`` shows a device "online" by the DB as offline once its heartbeat is older
 # than this (its collector stopped without saying so).
 STALE_AFTER_S = 300.0

@@ -70,7 +70,10 @@ _DATE = pd.ArrowDtype(pa.date32())
 
 
 def expected_interval_s(device: DeviceSpec) -> float:
-    """Polled devices report every poll; pushed ones are expected every minute."""
+    """The device's declared ``expected_interval_s``; else polled devices report every poll
+    and pushed ones are expected every minute."""
+    if device.expected_interval_s is not None:
+        return float(device.expected_interval_s)
     if device.protocol == "modbus" and device.modbus is not None:
         return float(device.modbus.poll_interval_s)
     return DEFAULT_EXPECTED_INTERVAL_S
