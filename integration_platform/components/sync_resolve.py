@@ -80,6 +80,7 @@ class AdapterType:
 
 MAXIMO_ADAPTERS = "integration_platform.sync.adapters.maximo"
 DYNAMICS_ADAPTERS = "integration_platform.sync.adapters.dynamics"
+SAP_ADAPTERS = "integration_platform.sync.adapters.sap"
 SYNC_ADAPTERS: dict[str, AdapterType] = {
     "maximo": AdapterType(
         {
@@ -94,6 +95,10 @@ SYNC_ADAPTERS: dict[str, AdapterType] = {
             "work_order": f"{DYNAMICS_ADAPTERS}:DynamicsWorkOrderAdapter",
             "asset": f"{DYNAMICS_ADAPTERS}:DynamicsAssetAdapter",
         },
+        options=("create_defaults", "cancel_values"),
+    ),
+    "sap": AdapterType(
+        {"work_order": f"{SAP_ADAPTERS}:SapMaintenanceOrderAdapter"},
         options=("create_defaults", "cancel_values"),
     ),
     "sql": AdapterType(
