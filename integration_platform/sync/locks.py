@@ -9,10 +9,12 @@ for the rest of the lease after a crash, or have to be renewed while a long run 
 writes, by a heartbeat that itself competes for SQLite's single writer. SQLite is a file on
 one host, so a host-local lock reaches every process that can open the database.
 
-The lock is ``flock`` on POSIX and ``msvcrt.locking`` on Windows; both are held per open
-file, so two runs in one process (threads) exclude each other as well. The file is left in
-place after use: removing it while another process opens it would let two runs lock two
-different files.
+The lock is the ``filelock`` library's (``flock`` on POSIX, ``msvcrt.locking`` on Windows;
+a Dagster dependency): held per open file, so two runs in one process (threads) exclude each
+other as well, without its fallback to a "soft" lock file that a crash would leave behind. The
+lock file is left in place after use: removing it while another process opens it would let
+two runs lock two different files. Who holds it is written beside it (``<lock>.holder``), for
+the message another run gets.
 """
 
 from __future__ import annotations
@@ -20,13 +22,12 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-WINDOWS_LOCK_OFFSET = 1 << 20  # the byte locked on Windows, past the holder's description
+from filelock import FileLock, Timeout
 
 
 class LockHeld(RuntimeError):
@@ -46,32 +47,28 @@ def sync_lock_path(database: str | Path, sync_name: str) -> Path:
 
 @contextmanager
 def exclusive_file_lock(path: Path) -> Iterator[None]:
-    """Hold ``path`` locked for the block, or raise :class:`LockHeld` at once (no waiting).
-
-    While held, the file names the holder (process id, host, since when) for the message
-    another run gets.
-    """
+    """Hold ``path`` locked for the block, or raise :class:`LockHeld` at once (no waiting)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    lock = FileLock(
+        path,
+        blocking=False,
+        thread_local=False,
+        preserve_lock_file=True,
+        fallback_to_soft=False,
+    )
+    holder = path.with_name(path.name + ".holder")
     try:
-        if not _try_lock(fd):
-            raise LockHeld(path, _holder(path))
-        try:
-            _describe_holder(fd)
-            yield
-        finally:
-            os.ftruncate(fd, 0)
-            _unlock(fd)
+        lock.acquire()
+    except Timeout:
+        raise LockHeld(path, _holder(holder)) from None
+    try:
+        since = datetime.now(UTC).isoformat(timespec="seconds")
+        about = {"pid": os.getpid(), "host": socket.gethostname(), "since": since}
+        holder.write_text(json.dumps(about), encoding="utf-8")
+        yield
     finally:
-        os.close(fd)
-
-
-def _describe_holder(fd: int) -> None:
-    since = datetime.now(UTC).isoformat(timespec="seconds")
-    text = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": since})
-    os.ftruncate(fd, 0)
-    os.lseek(fd, 0, os.SEEK_SET)
-    os.write(fd, text.encode())
+        holder.unlink(missing_ok=True)
+        lock.release()
 
 
 def _holder(path: Path) -> str:
@@ -83,32 +80,3 @@ def _holder(path: Path) -> str:
     if not isinstance(found, dict) or "pid" not in found:
         return "another process"
     return f"process {found['pid']} on {found.get('host', '?')} since {found.get('since', '?')}"
-
-
-if sys.platform == "win32":
-    import msvcrt
-
-    def _try_lock(fd: int) -> bool:
-        os.lseek(fd, WINDOWS_LOCK_OFFSET, os.SEEK_SET)
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
-
-    def _unlock(fd: int) -> None:
-        os.lseek(fd, WINDOWS_LOCK_OFFSET, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-
-else:
-    import fcntl
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-
-    def _unlock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
