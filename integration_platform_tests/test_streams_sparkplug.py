@@ -108,6 +108,19 @@ def test_data_by_alias_after_the_birth(device) -> None:
     assert by_sensor["temp"].ts == datetime.fromtimestamp((T_MS + 2000) / 1000, UTC)
 
 
+def test_transient_metrics_are_counted_not_stored(device) -> None:
+    decoder = SparkplugDecoder()
+    message = payload_class()()
+    metric = message.metrics.add(name="Bearing/Temp", datatype=int(DataType.DOUBLE))
+    metric.double_value = 50.0
+    metric.is_transient = True
+    readings, problems = decoder.decode(
+        device, DEVICE_TOPIC.format(kind="DDATA"), message.SerializeToString(), RECEIVED
+    )
+    assert (readings, problems) == ([], [])
+    assert decoder.stats.transient_metrics == 1
+
+
 def test_datatype_from_the_birth_when_data_leaves_it_out(device) -> None:
     decoder = SparkplugDecoder()
     decoder.decode(device, DEVICE_TOPIC.format(kind="DBIRTH"), birth(), RECEIVED)

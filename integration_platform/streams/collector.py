@@ -251,6 +251,7 @@ class Collector:
         for broker, collector in self.mqtt.items():
             stats = asdict(collector.stats)
             stats.pop("problems")
+            stats["sparkplug"] = asdict(collector.sparkplug.stats)
             mqtt[broker.label()] = stats
         return {
             "client_id": self.client_id,

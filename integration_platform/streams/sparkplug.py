@@ -302,6 +302,7 @@ class SparkplugStats:
     deaths: int = 0
     data_messages: int = 0
     unmapped_metrics: int = 0
+    transient_metrics: int = 0
     unknown_aliases: int = 0
     rebirths_requested: int = 0
 
@@ -413,8 +414,11 @@ class SparkplugDecoder:
                 )
                 continue
             sensor = sensors.get(name)
-            if sensor is None or metric.is_transient:
-                self.stats.unmapped_metrics += sensor is None
+            if sensor is None:
+                self.stats.unmapped_metrics += 1  # births list metrics no sensor names
+                continue
+            if metric.is_transient:  # the edge node asks that it not be historized
+                self.stats.transient_metrics += 1
                 continue
             try:
                 value = metric_value(metric, metric.datatype or declared.datatypes.get(name))
