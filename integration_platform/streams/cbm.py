@@ -875,7 +875,8 @@ def _update_alert(engine: Engine, alert_id: int, values: Mapping[str, Any]) -> N
 
 def _parse_time(value: Any) -> datetime | None:
     """A vendor's time: ISO-8601 (naive read as UTC), epoch milliseconds (Fiix ``dtm*``) or
-    OData V2 ``/Date(ms)/``; None when absent or unreadable."""
+    OData V2 ``/Date(ms)/``; None when absent or unreadable (logged: the caller then records
+    the time it saw the work order done)."""
     if value is None or value == "":
         return None
     text = str(value).strip()
@@ -885,6 +886,7 @@ def _parse_time(value: Any) -> datetime | None:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
+        log.warning("work order time %r is not ISO-8601, epoch ms or /Date(ms)/: ignored", text)
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
