@@ -13,6 +13,8 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime
 
+from google.protobuf.message import DecodeError
+
 from integration_platform.streams.devices import DeviceSpec, Registry
 from integration_platform.streams.sparkplug import (
     NAMESPACE,
@@ -56,7 +58,7 @@ class SimulatedEdgeNodes:
             return
         try:
             message = payload_class().FromString(payload)
-        except Exception:
+        except DecodeError:
             log.warning("ignoring an NCMD that is not a Sparkplug B payload on %s", topic)
             return
         if any(m.name == REBIRTH_METRIC and m.boolean_value for m in message.metrics):

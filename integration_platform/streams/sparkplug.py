@@ -28,6 +28,7 @@ from enum import IntEnum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError
 
 from integration_platform.streams.readings import Reading, ReadingColumns, from_us
 
@@ -341,7 +342,7 @@ class SparkplugDecoder:
             return [], []
         try:
             message = payload_class().FromString(payload)
-        except Exception:  # protobuf's DecodeError and friends
+        except DecodeError:
             return [], [f"not a Sparkplug B payload: {payload[:40]!r}"]
         if kind.endswith("DEATH"):
             self._forget(parsed)
