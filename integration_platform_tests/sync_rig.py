@@ -15,7 +15,7 @@ second create fails.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,10 +24,11 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from integration_platform.components import SyncComponent
 from integration_platform.connectors.cmms.maximo import MaximoConnector
 from integration_platform.lake import DeltaLake
 from integration_platform.state import StateDatabase, dispose_engines
-from integration_platform.sync import FieldMap, SideSpec, SyncEngine
+from integration_platform.sync import FieldMap, SideSpec, SyncEngine, SyncReport, list_conflicts
 from integration_platform.sync.adapters.base import SyncAdapter
 from integration_platform_tests.contract_servers import seed
 from integration_platform_tests.contract_servers.harness import FAST_RETRIES
@@ -208,3 +209,97 @@ def failing_second_create(adapter: type[AdapterT], server: Any) -> type[AdapterT
             return super().create(values)
 
     return FailSecondCreate
+
+
+def open_state_and_lake(state_url: str, tmp_path: Path) -> tuple[StateDatabase, DeltaLake]:
+    """The state database at ``state_url``, its schema made, and a lake in ``tmp_path``."""
+    state = StateDatabase(url=state_url)
+    state.ensure_schema()
+    return state, DeltaLake(uri=str(tmp_path / "lake"))
+
+
+def assert_stale_write_became_conflict(
+    report: SyncReport, state: StateDatabase, field: str, *, sync_name: str | None = None
+) -> None:
+    """The run succeeded but applied nothing: its one write met a record changed since the
+    read, refused, and the change of ``field`` waits in the conflict queue."""
+    assert report.status == "succeeded" and report.counts["applied"] == 0
+    queue = list_conflicts(state, sync_name=sync_name)
+    assert queue["field"].tolist() == [field]
+    assert "refused the write because the record changed" in queue.loc[0, "reason"]
+
+
+def assert_repeated_runs_write_nothing(
+    new_engine: Callable[[], SyncEngine], snapshot: Callable[[], Any], runs: int
+) -> None:
+    """Run ``runs`` times, each with a ``new_engine()``: every run succeeds with nothing
+    planned, and what ``snapshot()`` reads of both systems is unchanged."""
+    before = snapshot()
+    for _ in range(runs):
+        again = new_engine().run()
+        assert again.status == "succeeded" and again.planned.empty
+    assert snapshot() == before
+
+
+# -- pieces of the YAML declarations ---------------------------------------------------------
+
+
+def plant_sql_connection(postgres_url: str) -> dict[str, Any]:
+    """The declared ``plant_sql`` connection to the plant database."""
+    return {
+        "name": "plant_sql",
+        "type": "sql",
+        "base_url": postgres_url,
+        "options": {"system_name": "plant_db"},
+        "entities": [],
+    }
+
+
+def declared_plant_side(fields: Mapping[str, str], table: str) -> dict[str, Any]:
+    """A declared plant-table side over ``plant_sql``: rows by ``id``, changes by
+    ``updated_at``."""
+    return {
+        "system": "plant_db",
+        "connection": "plant_sql",
+        "key_field": "id",
+        "modified_field": "updated_at",
+        "fields": dict(fields),
+        "options": {"table": table},
+    }
+
+
+def write_sync_declaration(
+    tmp_path: Path, connections: list[dict[str, Any]], sync: dict[str, Any]
+) -> Path:
+    """Write ``connections.yaml`` and a ``defs.yaml`` declaring the one ``sync`` into
+    ``tmp_path / "syncs"``; the path of ``defs.yaml``."""
+    folder = tmp_path / "syncs"
+    folder.mkdir()
+    (folder / "connections.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "type": "integration_platform.components.ConnectionComponent",
+                "attributes": {"connections": connections},
+            }
+        )
+    )
+    path = folder / "defs.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "type": "integration_platform.components.SyncComponent",
+                "attributes": {"connections_file": "connections.yaml", "syncs": [sync]},
+            },
+            sort_keys=False,
+        )
+    )
+    return path
+
+
+def load_declared_sync(path: Path, name: str) -> tuple[Any, SyncAdapter, SyncAdapter]:
+    """The sync ``name`` declared in ``path``, with the adapters its sides build."""
+    component = SyncComponent.from_yaml(path, defs_root=None)
+    sync = component.sync(name)
+    left = sync.left.build_adapter(component.resources[sync.left.resource_key])
+    right = sync.right.build_adapter(component.resources[sync.right.resource_key])
+    return sync, left, right

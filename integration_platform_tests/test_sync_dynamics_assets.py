@@ -13,11 +13,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import yaml
 
 from integration_platform.components import SyncComponent
-from integration_platform.lake import DeltaLake
-from integration_platform.state import StateDatabase, dispose_engines
+from integration_platform.state import dispose_engines
 from integration_platform.sync import (
     FieldMap,
     FieldPolicy,
@@ -36,7 +34,18 @@ from integration_platform_tests.contract_servers.dynamics import TOKEN_PATH, cus
 from integration_platform_tests.contract_servers.harness import FAST_RETRIES
 from integration_platform_tests.contract_servers.odata import v4_date
 from integration_platform_tests.contract_servers.vendor_harnesses import DynamicsHarness
-from integration_platform_tests.sync_rig import failing_second_create, first_run, plant_side
+from integration_platform_tests.sync_rig import (
+    assert_repeated_runs_write_nothing,
+    assert_stale_write_became_conflict,
+    declared_plant_side,
+    failing_second_create,
+    first_run,
+    load_declared_sync,
+    open_state_and_lake,
+    plant_side,
+    plant_sql_connection,
+    write_sync_declaration,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -90,9 +99,7 @@ class Rig:
                 ),
                 [{"name": name} for name in names],
             )
-        self.state = StateDatabase(url=url)
-        self.state.ensure_schema()
-        self.lake = DeltaLake(uri=str(tmp_path / "lake"))
+        self.state, self.lake = open_state_and_lake(url, tmp_path)
 
     def adapter(self) -> DynamicsAssetAdapter:
         return DynamicsAssetAdapter(self.dataverse.connector())
@@ -216,11 +223,7 @@ def test_a_name_conflict_goes_to_the_later_writer_and_nothing_echoes(rig: Rig) -
     )
 
     # Ten more runs, each with new adapters: neither system is written to.
-    etags, plant = rig.etags(), rig.plant()
-    for _ in range(10):
-        again = rig.engine().run()
-        assert again.status == "succeeded" and again.planned.empty
-    assert rig.etags() == etags and rig.plant() == plant
+    assert_repeated_runs_write_nothing(rig.engine, lambda: (rig.etags(), rig.plant()), runs=10)
 
 
 def test_an_asset_saved_in_dataverse_during_the_run_becomes_a_conflict(rig: Rig) -> None:
@@ -237,10 +240,9 @@ def test_an_asset_saved_in_dataverse_during_the_run_becomes_a_conflict(rig: Rig)
             return super().update(external_id, changes, **kwargs)
 
     report = rig.engine(Meanwhile(rig.dataverse.connector())).run()
-    assert report.status == "succeeded" and report.counts["applied"] == 0
-    queue = list_conflicts(rig.state, sync_name="plant_dataverse_assets")
-    assert queue["field"].tolist() == ["name"]
-    assert "refused the write because the record changed" in queue.loc[0, "reason"]
+    assert_stale_write_became_conflict(
+        report, rig.state, "name", sync_name="plant_dataverse_assets"
+    )
     assert any(r.status == 412 for r in rig.server.requests)
 
     report = engine.run()  # only the plant renamed it: the name flows now
@@ -294,26 +296,13 @@ def declare(tmp_path: Path, rig: Rig, postgres_url: str, entity: str = "asset") 
             "options": {"token_url": TOKEN_PATH, **FAST_RETRIES},
             "entities": [],
         },
-        {
-            "name": "plant_sql",
-            "type": "sql",
-            "base_url": postgres_url,
-            "options": {"system_name": "plant_db"},
-            "entities": [],
-        },
+        plant_sql_connection(postgres_url),
     ]
     spec = asset_spec()
     sync = {
         "name": spec.name,
         "entity": entity,
-        "left": {
-            "system": "plant_db",
-            "connection": "plant_sql",
-            "key_field": "id",
-            "modified_field": "updated_at",
-            "fields": {"name": "name", "status": "status"},
-            "options": {"table": "plant_assets"},
-        },
+        "left": declared_plant_side({"name": "name", "status": "status"}, "plant_assets"),
         "right": {
             "system": "dataverse",
             "connection": "d365",
@@ -329,27 +318,7 @@ def declare(tmp_path: Path, rig: Rig, postgres_url: str, entity: str = "asset") 
     if entity != "asset":
         sync["left"]["fields"] = sync["right"]["fields"] = {"title": "name"}
         sync["fields"], sync["match_field"], sync["policies"] = ["title"], None, {}
-    folder = tmp_path / "syncs"
-    folder.mkdir()
-    (folder / "connections.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "type": "integration_platform.components.ConnectionComponent",
-                "attributes": {"connections": connections},
-            }
-        )
-    )
-    path = folder / "defs.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "type": "integration_platform.components.SyncComponent",
-                "attributes": {"connections_file": "connections.yaml", "syncs": [sync]},
-            },
-            sort_keys=False,
-        )
-    )
-    return path
+    return write_sync_declaration(tmp_path, connections, sync)
 
 
 @pytest.fixture
@@ -362,10 +331,8 @@ def credentials(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_yaml_asset_sync_over_a_dynamics_connection_builds_and_runs(
     rig: Rig, tmp_path: Path, postgres_url: str
 ) -> None:
-    component = SyncComponent.from_yaml(declare(tmp_path, rig, postgres_url), defs_root=None)
-    sync = component.sync("plant_dataverse_assets")
-    left = sync.left.build_adapter(component.resources[sync.left.resource_key])
-    right = sync.right.build_adapter(component.resources[sync.right.resource_key])
+    path = declare(tmp_path, rig, postgres_url)
+    sync, left, right = load_declared_sync(path, "plant_dataverse_assets")
     assert type(right) is DynamicsAssetAdapter and right.entity_set == ASSETS
     report = SyncEngine(sync.spec, left, right, rig.state).run()
     assert report.status == "succeeded", report.cause

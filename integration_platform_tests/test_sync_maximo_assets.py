@@ -14,8 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from integration_platform.connectors.cmms.maximo import MaximoConnector
-from integration_platform.lake import DeltaLake
-from integration_platform.state import StateDatabase, dispose_engines
+from integration_platform.state import dispose_engines
 from integration_platform.sync import (
     FieldMap,
     FieldPolicy,
@@ -31,10 +30,13 @@ from integration_platform.sync.adapters.sql import SqlTableAdapter
 from integration_platform_tests.contract_servers import seed
 from integration_platform_tests.contract_servers.maximo import MaximoContractServer, rest_id
 from integration_platform_tests.sync_rig import (
+    assert_repeated_runs_write_nothing,
+    assert_stale_write_became_conflict,
     failing_second_create,
     first_run,
     maximo_connector,
     maximo_side,
+    open_state_and_lake,
     plant_side,
 )
 
@@ -156,9 +158,7 @@ class Plant:
                     "  'SN-P102', 'standby', 'high', '2026-01-05T12:00:00Z')"
                 )
             )
-        self.state = StateDatabase(url=url)
-        self.state.ensure_schema()
-        self.lake = DeltaLake(uri=str(tmp_path / "lake"))
+        self.state, self.lake = open_state_and_lake(url, tmp_path)
 
     def connector(self) -> MaximoConnector:
         return maximo_connector(self.server)
@@ -311,13 +311,11 @@ def test_asset_conflicts_follow_each_fields_policy_and_nothing_echoes(plant: Pla
     assert (criticality["source_system"], criticality["target_system"]) == ("plant_db", "maximo")
 
     # Ten more runs, each with new adapters: neither system is written to.
-    stamps = plant.stamps("asset")
-    rows = plant.plant("plant_assets", "assetnum", PLANT_ASSET)
-    for _ in range(10):
-        again = plant.assets().run()
-        assert again.status == "succeeded" and again.planned.empty
-    assert plant.stamps("asset") == stamps
-    assert plant.plant("plant_assets", "assetnum", PLANT_ASSET) == rows
+    assert_repeated_runs_write_nothing(
+        plant.assets,
+        lambda: (plant.stamps("asset"), plant.plant("plant_assets", "assetnum", PLANT_ASSET)),
+        runs=10,
+    )
 
 
 def test_an_asset_saved_in_maximo_during_the_run_becomes_a_conflict(plant: Plant) -> None:
@@ -336,10 +334,7 @@ def test_an_asset_saved_in_maximo_during_the_run_becomes_a_conflict(plant: Plant
 
     adapter = Meanwhile(plant.connector(), create_defaults={"siteid": "BEDFORD"})
     report = plant.assets(maximo=adapter).run()
-    assert report.status == "succeeded" and report.counts["applied"] == 0
-    queue = list_conflicts(plant.state, sync_name="maximo_plant_assets")
-    assert queue["field"].tolist() == ["name"]
-    assert "refused the write because the record changed" in queue.loc[0, "reason"]
+    assert_stale_write_became_conflict(report, plant.state, "name", sync_name="maximo_plant_assets")
     assert any(r.status == 412 for r in plant.server.requests)
 
     report = engine.run()

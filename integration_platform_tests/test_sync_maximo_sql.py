@@ -15,8 +15,7 @@ import sqlalchemy as sa
 
 from integration_platform.connectors.cmms.maximo import MaximoConnector
 from integration_platform.connectors.errors import ServerError
-from integration_platform.lake import DeltaLake
-from integration_platform.state import StateDatabase, SyncJournalEntry, SyncRun, dispose_engines
+from integration_platform.state import SyncJournalEntry, SyncRun, dispose_engines
 from integration_platform.sync import (
     FieldMap,
     FieldPolicy,
@@ -38,10 +37,12 @@ from integration_platform.sync.adapters.sql import SqlTableAdapter
 from integration_platform_tests.contract_servers import seed
 from integration_platform_tests.contract_servers.maximo import MaximoContractServer
 from integration_platform_tests.sync_rig import (
+    assert_stale_write_became_conflict,
     failing_second_create,
     first_run,
     maximo_connector,
     maximo_side,
+    open_state_and_lake,
     plant_side,
 )
 
@@ -126,9 +127,7 @@ class Systems:
                     "  'WILSON', '2026-01-05T12:00:00Z')"
                 )
             )
-        self.state = StateDatabase(url=state_url)
-        self.state.ensure_schema()
-        self.lake = DeltaLake(uri=str(tmp_path / "lake"))
+        self.state, self.lake = open_state_and_lake(state_url, tmp_path)
 
     def connector(self) -> MaximoConnector:
         return maximo_connector(self.server)
@@ -524,10 +523,7 @@ def test_write_refused_as_stale_becomes_a_conflict_not_a_failure(pg_systems: Sys
 
     adapter = Meanwhile(systems.connector(), create_defaults={"siteid": "BEDFORD"})
     report = systems.engine(maximo=adapter).run()
-    assert report.status == "succeeded" and report.counts["applied"] == 0
-    queue = list_conflicts(systems.state)
-    assert queue["field"].tolist() == ["title"]
-    assert "refused the write because the record changed" in queue.loc[0, "reason"]
+    assert_stale_write_became_conflict(report, systems.state, "title")
     assert systems.maximo_rows()["1003"]["lead"] == "JONES"
 
     # Next run: the title only changed in the plant database, the lead only in Maximo: both flow.

@@ -17,8 +17,7 @@ import sqlalchemy as sa
 import yaml
 
 from integration_platform.components import SyncComponent
-from integration_platform.lake import DeltaLake
-from integration_platform.state import StateDatabase, dispose_engines
+from integration_platform.state import dispose_engines
 from integration_platform.sync import (
     FieldMap,
     FieldPolicy,
@@ -34,7 +33,18 @@ from integration_platform.sync.adapters.sql import SqlTableAdapter
 from integration_platform_tests.contract_servers import sap, seed
 from integration_platform_tests.contract_servers.harness import FAST_RETRIES
 from integration_platform_tests.contract_servers.vendor_harnesses import SapHarness
-from integration_platform_tests.sync_rig import failing_second_create, first_run, plant_side
+from integration_platform_tests.sync_rig import (
+    assert_repeated_runs_write_nothing,
+    assert_stale_write_became_conflict,
+    declared_plant_side,
+    failing_second_create,
+    first_run,
+    load_declared_sync,
+    open_state_and_lake,
+    plant_side,
+    plant_sql_connection,
+    write_sync_declaration,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -106,9 +116,7 @@ class Rig:
                 ]
                 + [{"number": None, "title": t, "status": "scheduled"} for t in PLANT_ONLY],
             )
-        self.state = StateDatabase(url=url)
-        self.state.ensure_schema()
-        self.lake = DeltaLake(uri=str(tmp_path / "lake"))
+        self.state, self.lake = open_state_and_lake(url, tmp_path)
 
     def connector(self) -> Any:
         return self.sap.connector(conditional_updates=True)
@@ -240,11 +248,7 @@ def test_a_title_conflict_goes_to_the_later_writer_and_nothing_echoes(rig: Rig) 
     )
 
     # Repeated runs, each with new adapters: neither system is written to.
-    etags, plant = rig.etags(), rig.plant()
-    for _ in range(5):
-        again = rig.engine().run()
-        assert again.status == "succeeded" and again.planned.empty
-    assert rig.etags() == etags and rig.plant() == plant
+    assert_repeated_runs_write_nothing(rig.engine, lambda: (rig.etags(), rig.plant()), runs=5)
 
 
 def test_an_order_saved_in_sap_during_the_run_becomes_a_conflict(rig: Rig) -> None:
@@ -261,10 +265,7 @@ def test_an_order_saved_in_sap_during_the_run_becomes_a_conflict(rig: Rig) -> No
             return super().update(external_id, changes, **kwargs)
 
     report = rig.engine(Meanwhile(rig.connector(), create_defaults=CREATE_DEFAULTS)).run()
-    assert report.status == "succeeded" and report.counts["applied"] == 0
-    queue = list_conflicts(rig.state, sync_name="plant_sap_orders")
-    assert queue["field"].tolist() == ["title"]
-    assert "refused the write because the record changed" in queue.loc[0, "reason"]
+    assert_stale_write_became_conflict(report, rig.state, "title", sync_name="plant_sap_orders")
     assert any(r.status == 412 for r in rig.server.requests)
 
     report = engine.run()  # only the plant retitled it: the title flows now
@@ -333,25 +334,14 @@ def declare(tmp_path: Path, rig: Rig, postgres_url: str, **right: Any) -> Path:
             },
             "entities": [],
         },
-        {
-            "name": "plant_sql",
-            "type": "sql",
-            "base_url": postgres_url,
-            "options": {"system_name": "plant_db"},
-            "entities": [],
-        },
+        plant_sql_connection(postgres_url),
     ]
     sync = {
         "name": "plant_sap_orders",
         "entity": "work_order",
-        "left": {
-            "system": "plant_db",
-            "connection": "plant_sql",
-            "key_field": "id",
-            "modified_field": "updated_at",
-            "fields": {"external_id": "number", "title": "title", "status": "status"},
-            "options": {"table": "plant_orders"},
-        },
+        "left": declared_plant_side(
+            {"external_id": "number", "title": "title", "status": "status"}, "plant_orders"
+        ),
         "right": {
             "system": "sap",
             "connection": "s4",
@@ -374,27 +364,7 @@ def declare(tmp_path: Path, rig: Rig, postgres_url: str, **right: Any) -> Path:
         "match_field": "external_id",
         "policies": {"status": {"owner": "sap"}},
     }
-    folder = tmp_path / "syncs"
-    folder.mkdir()
-    (folder / "connections.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "type": "integration_platform.components.ConnectionComponent",
-                "attributes": {"connections": connections},
-            }
-        )
-    )
-    path = folder / "defs.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "type": "integration_platform.components.SyncComponent",
-                "attributes": {"connections_file": "connections.yaml", "syncs": [sync]},
-            },
-            sort_keys=False,
-        )
-    )
-    return path
+    return write_sync_declaration(tmp_path, connections, sync)
 
 
 @pytest.fixture
@@ -407,10 +377,8 @@ def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_yaml_order_sync_over_an_sap_connection_builds_and_runs(
     rig: Rig, tmp_path: Path, postgres_url: str
 ) -> None:
-    component = SyncComponent.from_yaml(declare(tmp_path, rig, postgres_url), defs_root=None)
-    sync = component.sync("plant_sap_orders")
-    left = sync.left.build_adapter(component.resources[sync.left.resource_key])
-    right = sync.right.build_adapter(component.resources[sync.right.resource_key])
+    path = declare(tmp_path, rig, postgres_url)
+    sync, left, right = load_declared_sync(path, "plant_sap_orders")
     assert type(right) is SapMaintenanceOrderAdapter
     assert right.create_defaults == CREATE_DEFAULTS
     report = SyncEngine(sync.spec, left, right, rig.state).run()
