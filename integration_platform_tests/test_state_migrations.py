@@ -309,5 +309,6 @@ def test_concurrent_upgrades_in_processes_do_not_collide(state_url: str) -> None
     for process in processes:
         process.stdout.close()
         process.stderr.close()
-    assert [code for code, _ in outcomes] == [0] * 4, outcomes
+    for code, stderr in outcomes:  # each failure whole: its last line says why
+        assert code == 0, stderr
     assert current(state_url) == head()

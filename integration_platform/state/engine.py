@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+import tenacity
 from sqlalchemy.engine import URL, Engine
 
 from integration_platform.settings import DB_URL_VAR, ConfigError, data_dir
@@ -151,9 +153,9 @@ def _sqlite_engine(url: URL, *, foreign_keys: bool) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            _enable_wal(cursor)
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         finally:
             cursor.close()
@@ -163,6 +165,24 @@ def _sqlite_engine(url: URL, *, foreign_keys: bool) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _is_locked(error: BaseException) -> bool:
+    return isinstance(error, sqlite3.OperationalError) and "locked" in str(error)
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switch the file to WAL. Several processes opening a new file at once (services
+    starting together) can get "database is locked" from this switch without the busy
+    timeout being applied, so it is retried for as long as that timeout."""
+    for attempt in tenacity.Retrying(
+        retry=tenacity.retry_if_exception(_is_locked),
+        stop=tenacity.stop_after_delay(SQLITE_BUSY_TIMEOUT_MS / 1000),
+        wait=tenacity.wait_random(0.01, 0.1),
+        reraise=True,
+    ):
+        with attempt:
+            cursor.execute("PRAGMA journal_mode=WAL")
 
 
 def _where(url: URL) -> str:
